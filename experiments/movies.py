@@ -1,0 +1,34 @@
+"""Spec section 2.1: the 6 x 6 movie ratings with d = 2 split into two genres."""
+
+from __future__ import annotations
+
+from nmf_lab import fit_nmf
+from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS, toy_matrix
+from nmf_lab.figures import heatmaps
+from nmf_lab.tracking import log_factorization
+
+
+def run(settings, run) -> None:
+    """Factorize the ratings; draw A, W (movies x components) and H (components x users) as heat maps."""
+    A = toy_matrix("movies")
+    solver = settings.solver
+    result = fit_nmf(
+        A, settings.rank, solver=solver.name, max_iter=solver.max_iter, delta=solver.delta,
+        seed=settings.seed,
+    )
+    log_factorization(run, A, result)
+    components = [f"component {k + 1}" for k in range(settings.rank)]
+    figure = heatmaps(
+        [
+            ("A: ratings", A, MOVIE_TITLES, MOVIE_USERS),
+            ("W: movies x components", result.W, MOVIE_TITLES, components),
+            ("H: components x users", result.H, components, MOVIE_USERS),
+        ],
+        title=f"Movie ratings A ~ W H with d = {settings.rank} (||A - WH||_F = {result.final_error:.3f})",
+    )
+    run.log_figure(figure, "figures/factors.png")
+    figure = heatmaps(
+        [("A", A, MOVIE_TITLES, MOVIE_USERS), ("WH", result.W @ result.H, MOVIE_TITLES, MOVIE_USERS)],
+        title="Ratings and their reconstruction",
+    )
+    run.log_figure(figure, "figures/reconstruction.png")

@@ -1,0 +1,111 @@
+"""The schema of every config group, as dataclasses registered with Hydra's ConfigStore.
+
+Hydra checks keys and types when it composes (an unknown key or a wrong type names the key); the
+``check`` methods below add the ranges, run by :func:`validate` before any MLflow run exists.
+Each YAML file under ``conf/<group>/`` starts from the schema stored here as ``<group>/<name>_schema``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from nmf_lab.data.toy import TOY_MATRICES
+from nmf_lab.solvers import SOLVERS
+
+
+class ConfigError(ValueError):
+    """A config value out of its valid range; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: Any, valid: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid config value {key}={value!r}: {valid}")
+
+
+@dataclass
+class SolverConfig:
+    """``solver/``: the update rule of :func:`nmf_lab.fit_nmf` and how long it runs."""
+
+    name: str = "mu"
+    max_iter: int = 1000
+    delta: float = 1e-9
+
+    def check(self) -> None:
+        _require(self.name in SOLVERS, "solver.name", self.name, f"one of {', '.join(sorted(SOLVERS))}")
+        _require(self.max_iter >= 0, "solver.max_iter", self.max_iter, "must be an integer >= 0")
+        _require(self.delta >= 0, "solver.delta", self.delta, "must be >= 0 (the spec uses 1e-9..1e-6)")
+
+
+@dataclass
+class ToyData:
+    """``data/toy``, ``data/movies``: one of the spec's small matrices."""
+
+    kind: str = "toy"
+    matrix: str = "A1"
+
+    def check(self) -> None:
+        names = [*TOY_MATRICES, "movies"]
+        _require(self.matrix in names, "data.matrix", self.matrix, f"one of {', '.join(names)}")
+
+
+@dataclass
+class TrackingConfig:
+    """``tracking/``: where runs are recorded.
+
+    ``uri: null`` means ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///mlruns/mlflow.db`` under the current
+    directory. ``experiment: null`` names the MLflow experiment after the selected experiment config.
+    """
+
+    uri: Optional[str] = None
+    experiment: Optional[str] = None
+
+
+@dataclass
+class ExperimentConfig:
+    """``experiment/``: which study module of ``experiments/`` runs the job."""
+
+    study: str = MISSING
+
+    def check(self) -> None:
+        from experiments import STUDIES
+
+        _require(self.study in STUDIES, "experiment.study", self.study, f"one of {', '.join(STUDIES)}")
+
+
+@dataclass
+class Config:
+    """The whole job: what to factorize (``data``), with how many components and which seed."""
+
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    data: Any = MISSING
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    rank: int = 2
+    seed: int = 0
+
+    def check(self) -> None:
+        _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
+        _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
+        for group in (self.experiment, self.data, self.solver):
+            group.check()
+
+
+def register_configs() -> None:
+    """Store the schemas so that ``conf/`` YAML files can build on them (``defaults: [<name>_schema]``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="solver", name="solver_schema", node=SolverConfig)
+    cs.store(group="data", name="toy_schema", node=ToyData)
+    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """The typed, range-checked job config; raises :class:`ConfigError` naming the first bad key."""
+    settings = OmegaConf.to_object(cfg)
+    assert isinstance(settings, Config), f"the config does not build on config_schema: {type(settings)}"
+    settings.check()
+    return settings

@@ -1,0 +1,215 @@
+"""MLflow tracking: the store, runs that always end in a final state, and what a run logs.
+
+The only module that imports mlflow. Everything goes through an explicit :class:`MlflowClient` (no fluent
+"active run" state), so a run's status is set here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+DEFAULT_STORE = Path("mlruns") / "mlflow.db"
+"""The default store, relative to the current directory; artifacts go beside it under ``mlruns/``."""
+
+TAG_PREFIX = "nmf_lab."
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread on SIGTERM, so that a terminated job ends its run as KILLED."""
+
+
+def raise_interrupted_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Interrupted` (SIGINT already raises ``KeyboardInterrupt``)."""
+
+    def handler(signum, frame):
+        raise Interrupted(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """The tracking URI: ``configured`` if given, else ``$MLFLOW_TRACKING_URI``, else the default store.
+
+    A relative sqlite path is made absolute against the current directory, and its folder is created.
+    """
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE}"
+    db = _sqlite_path(uri)
+    if db is not None:
+        db = db.resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    return uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
+def get_experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the experiment ``name``, created if needed.
+
+    In a sqlite store, a new experiment keeps its artifacts beside the database, in ``<db folder>/<name>/``.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    db = _sqlite_path(client.tracking_uri)
+    location = None
+    if db is not None:
+        location = (db.parent / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+class RunLog:
+    """What one run logs: params, metrics, curves, figures, arrays, text. Wraps ``client`` + ``run_id``."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client = client
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = _now_ms()
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+        )
+
+    def log_curve(self, key: str, values: np.ndarray) -> None:
+        """Log ``values[k]`` as metric ``key`` at step k, in one batch call."""
+        now = _now_ms()
+        metrics = [Metric(key, float(v), now, step) for step, v in enumerate(values)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_figure(self, figure, path: str, *, compare_key: str | None = None) -> None:
+        """Save a matplotlib figure as the PNG artifact ``path``.
+
+        With ``compare_key``, the same picture is also logged as an MLflow image under that key, which the
+        UI's run comparison shows side by side across runs.
+        """
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        self.log_bytes(buffer.getvalue(), path)
+        if compare_key is not None:
+            from PIL import Image
+
+            buffer.seek(0)
+            with Image.open(buffer) as image:
+                self.client.log_image(self.run_id, image.convert("RGBA"), key=compare_key, step=0)
+
+    def log_array(self, array: np.ndarray, path: str) -> None:
+        """Save an array as a ``.npy`` artifact (loadable with ``allow_pickle=False``)."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(array), allow_pickle=False)
+        self.log_bytes(buffer.getvalue(), path)
+
+    def log_text(self, text: str, path: str) -> None:
+        self.log_bytes(text.encode("utf-8"), path)
+
+    def log_bytes(self, data: bytes, path: str) -> None:
+        folder, name = os.path.split(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(data)
+            self.client.log_artifact(self.run_id, str(Path(tmp) / name), artifact_path=folder or None)
+
+
+@contextmanager
+def tracked_run(
+    client: MlflowClient,
+    experiment_id: str,
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    end: bool = True,
+) -> Iterator[RunLog]:
+    """Create a run and make sure it ends in a final state.
+
+    FINISHED when the block completes; FAILED when it raises (the traceback is logged as
+    ``error/traceback.txt`` and the exception re-raised); KILLED on Ctrl-C or SIGTERM. With ``end=False``
+    a successful block leaves the run open (a sweep's parent, ended by its summary).
+    """
+    all_tags = dict(tags or {})
+    if run_name:
+        all_tags[MLFLOW_RUN_NAME] = run_name
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+    run_log = RunLog(client, run.info.run_id)
+    try:
+        yield run_log
+    except (KeyboardInterrupt, Interrupted):
+        client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        try:
+            run_log.log_text(traceback.format_exc(), "error/traceback.txt")
+        finally:
+            client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    if end:
+        client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"solver": {"name": "mu"}}`` -> ``{"solver.name": "mu"}``; lists become their string form."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def child_runs(client: MlflowClient, parent_run_id: str) -> list:
+    """The child runs of a parent run, oldest first."""
+    parent = client.get_run(parent_run_id)
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=50_000,
+    )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def log_factorization(run: RunLog, A: np.ndarray, result) -> None:
+    """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
+    ``final_error``, ``relative_error = final_error / ||A||_F``, ``n_iter``, the factors as
+    ``arrays/W.npy`` and ``arrays/H.npy``, and ``figures/error_curve.png``."""
+    from nmf_lab.figures import error_curves
+
+    final = result.final_error
+    norm = float(np.linalg.norm(np.asarray(A, dtype=np.float64)))
+    run.log_curve("error", result.errors)
+    run.log_metrics({"final_error": final, "relative_error": final / norm, "n_iter": result.n_iter})
+    run.log_array(result.W, "arrays/W.npy")
+    run.log_array(result.H, "arrays/H.npy")
+    title = f"{result.solver}, d = {result.W.shape[1]}: final error {final:.4g}"
+    run.log_figure(error_curves({"error": result.errors}, title=title), "figures/error_curve.png")
