@@ -56,16 +56,22 @@ def summarize(children, parent) -> None:
     errors per matrix, d and seed, and ``max_error_increase``, the largest rise of the error between
     two iterations over all children (equation 17 says it is 0)."""
     panels: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    styles: dict[str, dict] = {}
+    seeds = sorted({_key(child)[2] for child in children})
     rows = []
     max_increase = 0.0
     for child in sorted(children, key=_key):
         matrix, d, seed = _key(child)
         errors = child.curve("error")
-        panels[matrix][f"d = {d}, seed {seed}"] = errors
+        label = f"d = {d}, seed {seed}"
+        panels[matrix][label] = errors
+        styles[label] = {"color": f"C{d - 1}", "linestyle": ["-", "--", ":", "-."][seeds.index(seed) % 4]}
         rows.append(f"| {matrix} | {d} | {seed} | {child.metrics['final_error']:.6g} |")
         if errors.size > 1:
             max_increase = max(max_increase, float(np.max(np.diff(errors))))
-    figure = error_curve_panels(dict(panels), title="Task 1g: error per iteration for each matrix")
+    figure = error_curve_panels(
+        dict(panels), title="Task 1g: error per iteration for each matrix", styles=styles
+    )
     parent.log_figure(figure, "figures/error_curves.png")
     table = "| matrix | d | seed | final error |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
     parent.log_text(table, "tables/final_errors.md")

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nmf_lab.config import register_configs, validate
+from nmf_lab.config import ConfigError, register_configs, validate
 from nmf_lab.sweep import run_job
 from nmf_lab.tracking import raise_interrupted_on_sigterm
 
@@ -27,7 +27,10 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> str:
     """Validate the composed config, then run the selected experiment as one tracked job."""
-    settings = validate(cfg)
+    try:
+        settings = validate(cfg)
+    except ConfigError as error:
+        raise SystemExit(f"nmf-lab: {error}") from error
     hydra_config = HydraConfig.get()
     raise_interrupted_on_sigterm()
     return run_job(

@@ -7,6 +7,7 @@ Each YAML file under ``conf/<group>/`` starts from the schema stored here as ``<
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -105,7 +106,25 @@ def register_configs() -> None:
 
 def validate(cfg: DictConfig) -> Config:
     """The typed, range-checked job config; raises :class:`ConfigError` naming the first bad key."""
+    _reject_unknown_keys(cfg)
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, Config), f"the config does not build on config_schema: {type(settings)}"
     settings.check()
     return settings
+
+
+def _reject_unknown_keys(node: DictConfig, prefix: str = "") -> None:
+    """Hydra's ``+key=value`` can add keys that a schema does not know; name them instead of ignoring."""
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in node:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown config key {prefix}{key}; {prefix.rstrip('.') or 'the config'} has "
+                    f"{', '.join(sorted(known))}"
+                )
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _reject_unknown_keys(child, prefix=f"{prefix}{key}.")

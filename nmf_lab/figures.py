@@ -15,15 +15,24 @@ ERROR_LABEL = r"$\|A - W_k H_k\|_F$"
 
 
 def error_curves(
-    curves: Mapping[str, np.ndarray], *, title: str, ax=None, legend_title: str | None = None
+    curves: Mapping[str, np.ndarray],
+    *,
+    title: str,
+    ax=None,
+    legend_title: str | None = None,
+    styles: Mapping[str, dict] | None = None,
 ) -> Figure:
-    """Error against iteration on a log y-axis, one line per entry of ``curves`` (label -> errors)."""
+    """Error against iteration on a log y-axis, one line per entry of ``curves`` (label -> errors).
+
+    ``styles`` optionally maps a label to matplotlib line properties (colour, line style).
+    """
     figure = None
     if ax is None:
         figure = Figure(figsize=(6.4, 4.2), layout="constrained")
         ax = figure.add_subplot()
     for label, errors in curves.items():
-        ax.semilogy(np.arange(len(errors)), _positive(errors), label=label, linewidth=1.4)
+        style = {"linewidth": 1.4, **(styles or {}).get(label, {})}
+        ax.semilogy(np.arange(len(errors)), _positive(errors), label=label, **style)
     ax.set(title=title, xlabel="iteration k", ylabel=ERROR_LABEL)
     ax.grid(True, which="both", alpha=0.3)
     if len(curves) > 1 or legend_title:
@@ -32,7 +41,11 @@ def error_curves(
 
 
 def error_curve_panels(
-    panels: Mapping[str, Mapping[str, np.ndarray]], *, title: str, legend_title: str | None = None
+    panels: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    title: str,
+    legend_title: str | None = None,
+    styles: Mapping[str, dict] | None = None,
 ) -> Figure:
     """One log-scale error plot per panel (e.g. per matrix), side by side, sharing the legend style."""
     n = len(panels)
@@ -41,7 +54,7 @@ def error_curve_panels(
     figure = Figure(figsize=(5.6 * columns, 3.9 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (name, curves) in zip(axes, panels.items()):
-        error_curves(curves, title=name, ax=ax, legend_title=legend_title)
+        error_curves(curves, title=name, ax=ax, legend_title=legend_title, styles=styles)
     for ax in axes[n:]:
         ax.set_visible(False)
     figure.suptitle(title)

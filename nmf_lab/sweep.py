@@ -23,7 +23,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from nmf_lab.config import Config, validate
+from nmf_lab.config import Config, ConfigError, validate
 from nmf_lab.tracking import (
     TAG_PREFIX,
     RunLog,
@@ -41,10 +41,6 @@ PARENT_RUN_ENV = "NMF_LAB_PARENT_RUN_ID"
 
 STUDY_TAG = TAG_PREFIX + "study"
 OVERRIDES_TAG = TAG_PREFIX + "overrides"
-
-
-class SweepFailed(RuntimeError):
-    """Some jobs of a sweep failed; raised after the summary has been written, for a non-zero exit."""
 
 
 def job_config(cfg: DictConfig) -> DictConfig:
@@ -107,10 +103,17 @@ class SweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # Hydra turns a callback's Exception into a warning; SystemExit is how a callback stops the sweep.
+        try:
+            self._open_parent(config, kwargs.get("config_name"))
+        except ConfigError as error:
+            raise SystemExit(f"nmf-lab: {error}") from error
+
+    def _open_parent(self, config: DictConfig, config_name: str | None) -> None:
         cfg = job_config(config)
         settings = validate(cfg)
         jobs = sweep_jobs(config)
-        validate_jobs(kwargs.get("config_name"), jobs)
+        validate_jobs(config_name, jobs)
         experiment_name = settings.tracking.experiment or config.hydra.runtime.choices.experiment
         self.client = MlflowClient(resolve_tracking_uri(settings.tracking.uri))
         experiment_id = get_experiment_id(self.client, experiment_name)
@@ -132,14 +135,19 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         assert self.client is not None and self.parent_run_id is not None
         os.environ.pop(PARENT_RUN_ENV, None)
-        summary = summarize_sweep(self.client, self.parent_run_id)
+        try:
+            summary = summarize_sweep(self.client, self.parent_run_id)
+        except Exception as error:
+            log.exception("the summary of the sweep failed")
+            self.client.set_terminated(self.parent_run_id, RunStatus.to_string(RunStatus.FAILED))
+            raise SystemExit(f"nmf-lab: the summary of parent run {self.parent_run_id} failed: {error!r}")
         status = RunStatus.FAILED if summary.n_failed else RunStatus.FINISHED
         self.client.set_terminated(self.parent_run_id, RunStatus.to_string(status))
         log.info("sweep summary logged to parent run %s", self.parent_run_id)
         if summary.n_failed:
-            raise SweepFailed(
-                f"{summary.n_failed} of {summary.n_children} jobs failed; their tracebacks are in their "
-                f"runs (parent run {self.parent_run_id})"
+            raise SystemExit(
+                f"nmf-lab: {summary.n_failed} of {summary.n_children} jobs failed; their tracebacks are "
+                f"in their runs (parent run {self.parent_run_id})"
             )
 
     def _kill_if_unfinished(self) -> None:
