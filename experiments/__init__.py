@@ -5,9 +5,10 @@ A study module has ``run(settings, run)`` for one job (``settings``: :class:`nmf
 a sweep (``children``: finished :class:`nmf_lab.sweep.ChildRun` s). ``experiment.study`` picks one by name.
 """
 
-from experiments import movies, toy
+from experiments import images, movies, toy
 
 STUDIES = {
     "toy": toy,
     "movies": movies,
+    "images": images,
 }

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from nmf_lab.data.punks import N_PUNKS, PUNKS_URL
 from nmf_lab.data.toy import TOY_MATRICES
 from nmf_lab.solvers import SOLVERS
 
@@ -51,6 +52,29 @@ class ToyData:
     def check(self) -> None:
         names = [*TOY_MATRICES, "movies"]
         _require(self.matrix in names, "data.matrix", self.matrix, f"one of {', '.join(names)}")
+
+
+@dataclass
+class PunksData:
+    """``data/punks``: N CryptoPunks, their RGB channels as the 1728 x N matrix A (spec 4.2).
+
+    ``path``: a local copy of the official sheet punks.png (else ``$NMF_LAB_PUNKS``, else it is downloaded
+    once from ``url`` and verified). ``folder``: a folder of ``<id>.png`` files instead of the sheet.
+    ``subset``: the ``first`` N punks, or a ``random`` sample of N drawn with ``subset_seed``.
+    """
+
+    kind: str = "punks"
+    n_images: int = 500
+    subset: str = "first"
+    subset_seed: int = 0
+    path: Optional[str] = None
+    folder: Optional[str] = None
+    url: str = PUNKS_URL
+
+    def check(self) -> None:
+        _require(1 <= self.n_images <= N_PUNKS, "data.n_images", self.n_images, f"must be in 1..{N_PUNKS}")
+        _require(self.subset in ("first", "random"), "data.subset", self.subset, "one of first, random")
+        _require(self.subset_seed >= 0, "data.subset_seed", self.subset_seed, "must be an integer >= 0")
 
 
 @dataclass
@@ -101,6 +125,7 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="solver", name="solver_schema", node=SolverConfig)
     cs.store(group="data", name="toy_schema", node=ToyData)
+    cs.store(group="data", name="punks_schema", node=PunksData)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
 
 

@@ -86,3 +86,105 @@ def _positive(errors: np.ndarray) -> np.ndarray:
     """Exact zeros cannot be drawn on a log axis: show them as gaps instead of failing."""
     errors = np.asarray(errors, dtype=np.float64)
     return np.where(errors > 0, errors, np.nan)
+
+
+# -- pixel art: nearest-neighbour, no anti-aliasing, transparent pixels on a grey background -----------
+
+BACKGROUND = 0.55
+"""The grey that transparent pixels are drawn on (spec figure 4)."""
+
+
+def over_background(images: np.ndarray, background: float = BACKGROUND) -> np.ndarray:
+    """RGBA images (h, w, 4, N) composited on grey: (h, w, 3, N) RGB in [0, 1] (colours clipped first)."""
+    rgb = np.clip(images[:, :, :3], 0.0, 1.0)
+    alpha = np.clip(images[:, :, 3:4], 0.0, 1.0)
+    return rgb * alpha + background * (1.0 - alpha)
+
+
+def mosaic(rgb: np.ndarray, columns: int, *, gap: int = 1, fill: float = 1.0) -> np.ndarray:
+    """Tile (h, w, 3, N) images row by row into one (rows*(h+gap)-gap, columns*(w+gap)-gap, 3) picture."""
+    h, w, channels, n = rgb.shape
+    rows = -(-n // columns)
+    canvas = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, channels), fill, dtype=np.float64)
+    for i in range(n):
+        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        canvas[top : top + h, left : left + w] = rgb[..., i]
+    return canvas
+
+
+def _pixel_axes(figure: Figure, picture: np.ndarray, ax, title: str) -> None:
+    ax.imshow(picture, interpolation="nearest", resample=False)
+    ax.set_title(title, fontsize="medium")
+    ax.set_axis_off()
+
+
+def _pixel_figure(pictures: Sequence[tuple[str, np.ndarray]], title: str | None, scale: float) -> Figure:
+    """Pictures side by side, about ``scale`` screen pixels per image pixel at 100 dpi."""
+    width = sum(picture.shape[1] for _, picture in pictures) * scale / 100 + 0.3 * len(pictures)
+    height = max(picture.shape[0] for _, picture in pictures) * scale / 100 + (0.9 if title else 0.5)
+    figure = Figure(figsize=(max(width, 3.0), height), dpi=100, layout="constrained")
+    axes = figure.subplots(1, len(pictures), squeeze=False)[0]
+    for ax, (name, picture) in zip(axes, pictures):
+        _pixel_axes(figure, picture, ax, name)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def grid_columns(n: int) -> int:
+    """Columns of a near-square grid for n images (8 for 64)."""
+    return int(np.ceil(np.sqrt(n)))
+
+
+def image_grid(images: np.ndarray, *, title: str, scale: float = 4.0) -> Figure:
+    """RGBA images (h, w, 4, N) on a near-square grid (8 x 8 for 64), transparent pixels on grey."""
+    picture = mosaic(over_background(images), grid_columns(images.shape[-1]))
+    return _pixel_figure([("", picture)], title, scale)
+
+
+def side_by_side_grids(panels: Sequence[tuple[str, np.ndarray]], *, title: str, scale: float = 3.0) -> Figure:
+    """Several grids of the same RGBA images (h, w, 4, N), e.g. originals next to reconstructions."""
+    pictures = [(name, mosaic(over_background(images), grid_columns(images.shape[-1]))) for name, images in panels]
+    return _pixel_figure(pictures, title, scale)
+
+
+def basis_grid(W: np.ndarray, shape: tuple[int, int], *, title: str, scale: float = 4.0) -> Figure:
+    """The columns of W (m x d, m = h * w * 3) as RGB images on a grid, each divided by its own maximum.
+
+    Basis images have no alpha (spec 4.2): black and transparent cannot be told apart. Each column is
+    scaled to a maximum of 1 so that faint components stay visible; the title says so.
+    """
+    h, w = shape
+    d = W.shape[1]
+    peak = W.max(axis=0)
+    scaled = W / np.where(peak > 0, peak, 1.0)
+    rgb = scaled.reshape(h, w, 3, d)
+    picture = mosaic(rgb, grid_columns(d))
+    return _pixel_figure([("", picture)], f"{title}\n(each image divided by its own maximum)", scale)
+
+
+def mean_and_transparency(mean_image: np.ndarray, always_transparent: np.ndarray, *, title: str) -> Figure:
+    """Spec Task 2b: the mean RGBA image (h, w, 4) on grey, and the (h, w) map of never-opaque pixels."""
+    mean_rgb = over_background(mean_image[..., None])[..., 0]
+    mask = np.where(always_transparent[..., None], np.array([0.85, 0.1, 0.1]), np.array([0.95, 0.95, 0.95]))
+    count = int(always_transparent.sum())
+    return _pixel_figure(
+        [("mean image", mean_rgb), (f"never opaque: {count} pixels (red)", mask)],
+        title,
+        scale=10.0,
+    )
+
+
+def error_against_rank(
+    ranks: Sequence[int], series: Mapping[str, Sequence[float]], *, title: str, ylabel: str = r"$\|A - WH\|_F$"
+) -> Figure:
+    """Final error against the number of components d, one marked line per method (label -> errors)."""
+    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = figure.add_subplot()
+    for (label, errors), marker in zip(series.items(), "osD^v<>"):
+        ax.plot(ranks, errors, marker=marker, label=label)
+    ax.set(title=title, xlabel="number of components d", ylabel=ylabel)
+    ax.set_xticks(list(ranks))
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return figure

@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from hydra.experimental.callback import Callback
@@ -30,11 +31,15 @@ from nmf_lab.tracking import (
     child_runs,
     flatten,
     get_experiment_id,
+    provenance_tags,
     resolve_tracking_uri,
     tracked_run,
 )
 
 log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+"""The project's root: its git commit is what a run records."""
 
 PARENT_RUN_ENV = "NMF_LAB_PARENT_RUN_ID"
 """Set for the jobs of a multirun (worker processes inherit it): the run id of the sweep's parent."""
@@ -70,7 +75,11 @@ def run_job(
     client = MlflowClient(resolve_tracking_uri(settings.tracking.uri))
     experiment_id = get_experiment_id(client, experiment_name)
     parent_run_id = os.environ.get(PARENT_RUN_ENV) if in_sweep else None
-    tags = {STUDY_TAG: settings.experiment.study, OVERRIDES_TAG: " ".join(overrides)}
+    tags = {
+        STUDY_TAG: settings.experiment.study,
+        OVERRIDES_TAG: " ".join(overrides),
+        **provenance_tags(PROJECT_DIR),
+    }
     try:
         with tracked_run(
             client,
@@ -122,7 +131,11 @@ class SweepCallback(Callback):
             self.client,
             experiment_id,
             run_name=f"sweep: {sweep}",
-            tags={STUDY_TAG: settings.experiment.study, TAG_PREFIX + "sweep": sweep},
+            tags={
+                STUDY_TAG: settings.experiment.study,
+                TAG_PREFIX + "sweep": sweep,
+                **provenance_tags(PROJECT_DIR),
+            },
             end=False,
         ) as parent:
             log_config(parent, cfg)

@@ -13,6 +13,7 @@ import signal
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,6 +125,18 @@ class RunLog:
         np.save(buffer, np.asarray(array), allow_pickle=False)
         self.log_bytes(buffer.getvalue(), path)
 
+    def log_dataset(self, features: np.ndarray, *, name: str, source: str, context: str = "training") -> None:
+        """Record the data a run fitted as an MLflow dataset input: name, source, digest and shape."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_numpy(features, source=source, name=name)
+        tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
+        self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+
     def log_text(self, text: str, path: str) -> None:
         self.log_bytes(text.encode("utf-8"), path)
 
@@ -193,6 +206,42 @@ def child_runs(client: MlflowClient, parent_run_id: str) -> list:
         order_by=["attributes.start_time ASC"],
         max_results=50_000,
     )
+
+
+def provenance_tags(project_dir: Path) -> dict[str, str]:
+    """What it takes to reproduce a run: the git commit (and whether the tree was dirty), the versions of
+    nmf-lab, NumPy and MLflow, and the BLAS with its thread count (threadpoolctl)."""
+    import subprocess
+
+    import mlflow
+    from threadpoolctl import threadpool_info
+
+    import nmf_lab
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    blas = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return {
+        TAG_PREFIX + "git_commit": commit or "unknown",
+        TAG_PREFIX + "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+        TAG_PREFIX + "version": nmf_lab.__version__,
+        TAG_PREFIX + "numpy_version": np.__version__,
+        TAG_PREFIX + "mlflow_version": mlflow.__version__,
+        TAG_PREFIX + "blas": ", ".join(
+            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)"
+            for pool in blas
+        )
+        or "unknown",
+    }
 
 
 def _now_ms() -> int:

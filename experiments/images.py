@@ -1,0 +1,105 @@
+"""Spec Task 2: NMF of CryptoPunks images: the data (2a, 2b), basis images (2c), reconstructions (2d), and
+in a sweep over d the error curves (2e) and the final error against d next to the truncated SVD (2f)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmf_lab import numerical_rank, truncation_errors
+from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images, opaque
+from nmf_lab.data.punks import PunkSet, load_punks, select_punks
+from nmf_lab.figures import (
+    basis_grid,
+    error_against_rank,
+    error_curves,
+    image_grid,
+    mean_and_transparency,
+    side_by_side_grids,
+)
+from nmf_lab.tracking import log_factorization
+
+SHOWN = 64
+"""How many images the grids show (spec 2a: 64 on an 8 x 8 grid)."""
+
+
+def run(settings, run) -> None:
+    punks = load(settings.data)
+    A, alpha = images_to_matrix(punks.images)
+    run.log_dataset(A, name="cryptopunks", source=punks.source)
+    describe_data(punks, A, run)
+    result = fit(A, settings)
+    log_factorization(run, A, result)
+    run.log_metrics({"svd_error": svd_error(A, settings.rank)})
+    draw_factors(result, punks.images, alpha, run, title="Task 2")
+
+
+def load(data) -> PunkSet:
+    """The punks the ``data`` config selects (``data.n_images``, ``data.subset``, ...)."""
+    ids = select_punks(data.n_images, subset=data.subset, seed=data.subset_seed)
+    return load_punks(ids, path=data.path, folder=data.folder, url=data.url)
+
+
+def fit(A: np.ndarray, settings):
+    """:func:`nmf_lab.fit_nmf` with the job's solver settings and a progress bar on a terminal."""
+    from nmf_lab import fit_nmf
+
+    solver = settings.solver
+    return fit_nmf(
+        A, settings.rank, solver=solver.name, max_iter=solver.max_iter, delta=solver.delta, seed=settings.seed
+    )
+
+
+def describe_data(punks: PunkSet, A: np.ndarray, run) -> None:
+    """Task 2a (64 images) and 2b (mean image, never-opaque pixels, numerical rank of A)."""
+    images = punks.images
+    shown = images[..., :SHOWN]
+    run.log_figure(image_grid(shown, title=f"Task 2a: {shown.shape[-1]} CryptoPunks"), "figures/2a_images.png")
+    always_transparent = ~opaque(images).any(axis=-1)
+    figure = mean_and_transparency(
+        images.mean(axis=-1), always_transparent, title=f"Task 2b: the mean of {images.shape[-1]} punks"
+    )
+    run.log_figure(figure, "figures/2b_mean_image.png")
+    run.log_metrics(
+        {"always_transparent_pixels": int(always_transparent.sum()), "numerical_rank": numerical_rank(A)}
+    )
+
+
+def draw_factors(result, images: np.ndarray, alpha: np.ndarray, run, *, title: str) -> None:
+    """Task 2c (the columns of W as images) and 2d (reconstructions of the shown images)."""
+    h, w = images.shape[:2]
+    d = result.W.shape[1]
+    figure = basis_grid(result.W, (h, w), title=f"{title}c: the {d} columns of W as images")
+    run.log_figure(figure, "figures/2c_basis_images.png", compare_key="basis_images")
+    n = min(SHOWN, images.shape[-1])
+    reconstructions = for_display(matrix_to_images(result.W @ result.H[:, :n], alpha[..., :n]))
+    figure = side_by_side_grids(
+        [("originals", images[..., :n]), (f"reconstructions WH (d = {d}, clipped to [0, 1])", reconstructions)],
+        title=f"{title}d: reconstructions",
+    )
+    run.log_figure(figure, "figures/2d_reconstructions.png", compare_key="reconstructions")
+
+
+def svd_error(A: np.ndarray, rank: int) -> float:
+    """``||A - A_d||_F`` of the truncated SVD, the best any rank-d approximation can do."""
+    errors = truncation_errors(A)
+    return float(errors[min(rank, errors.size - 1)])
+
+
+def summarize(children, parent) -> None:
+    """Task 2e: the error curves of all d on one log plot; 2f: the final error against d, with the
+    truncated-SVD error on the same axes."""
+    children = sorted(children, key=lambda child: int(child.params["rank"]))
+    ranks = [int(child.params["rank"]) for child in children]
+    curves = {f"d = {d}": child.curve("error") for d, child in zip(ranks, children)}
+    parent.log_figure(error_curves(curves, title="Task 2e: error per iteration"), "figures/2e_error_curves.png")
+    final = [child.metrics["final_error"] for child in children]
+    svd = [child.metrics["svd_error"] for child in children]
+    figure = error_against_rank(
+        ranks, {"NMF": final, "truncated SVD (best rank d)": svd}, title="Task 2f: final error against d"
+    )
+    parent.log_figure(figure, "figures/2f_error_against_rank.png")
+    rows = [f"| {d} | {f:.4f} | {s:.4f} | {f / s if s else float('inf'):.3f} |" for d, f, s in zip(ranks, final, svd)]
+    table = "| d | NMF final error | truncated SVD error | ratio |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    parent.log_text(table, "tables/final_errors.md")
+    for d, f, s in zip(ranks, final, svd):
+        parent.log_metrics({"final_error_by_rank": f, "svd_error_by_rank": s}, step=d)
