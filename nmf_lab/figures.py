@@ -70,7 +70,7 @@ def heatmaps(
     figure = Figure(figsize=(sum(widths) + 3.0, height), layout="constrained")
     axes = figure.subplots(1, len(panels), width_ratios=widths, squeeze=False)[0]
     for ax, (name, matrix, row_labels, col_labels) in zip(axes, panels):
-        image = ax.imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
+        ax.imshow(matrix, cmap="viridis", aspect="auto", interpolation="nearest")
         ax.set_title(name)
         ax.set_xticks(range(matrix.shape[1]), col_labels, rotation=45, ha="right", fontsize="small")
         ax.set_yticks(range(matrix.shape[0]), row_labels, fontsize="small")

@@ -1,0 +1,27 @@
+"""Reading runs back from a tracking store, for the end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+
+def runs_of(client, experiment_name):
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment is not None, f"no experiment {experiment_name}"
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags]
+    children = [run for run in runs if MLFLOW_PARENT_RUN_ID in run.data.tags]
+    return parents, children
+
+
+def artifact_paths(client, run_id, folder=None):
+    paths = []
+    for info in client.list_artifacts(run_id, folder):
+        paths.extend(artifact_paths(client, run_id, info.path) if info.is_dir else [info.path])
+    return paths
+
+
+def load_text(client, run_id, path, tmp_path):
+    return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()
