@@ -30,7 +30,18 @@ def run(settings, run) -> None:
     result = fit(A, settings)
     log_factorization(run, A, result)
     run.log_metrics({"svd_error": svd_error(A, settings.rank)})
-    draw_factors(result, punks.images, alpha, run, title="Task 2")
+    shown = slice(0, min(SHOWN, A.shape[1]))
+    d = settings.rank
+    draw_basis(result.W, punks.images.shape[:2], run, name="2c_basis_images", title="Task 2c")
+    draw_reconstructions(
+        [
+            ("originals", punks.images[..., shown]),
+            (f"reconstructions WH (d = {d})", reconstruct(result.W, result.H[:, shown], alpha[..., shown])),
+        ],
+        run,
+        name="2d_reconstructions",
+        title="Task 2d: reconstructions (colours clipped to [0, 1])",
+    )
 
 
 def load(data) -> PunkSet:
@@ -64,19 +75,24 @@ def describe_data(punks: PunkSet, A: np.ndarray, run) -> None:
     )
 
 
-def draw_factors(result, images: np.ndarray, alpha: np.ndarray, run, *, title: str) -> None:
-    """Task 2c (the columns of W as images) and 2d (reconstructions of the shown images)."""
-    h, w = images.shape[:2]
-    d = result.W.shape[1]
-    figure = basis_grid(result.W, (h, w), title=f"{title}c: the {d} columns of W as images")
-    run.log_figure(figure, "figures/2c_basis_images.png", compare_key="basis_images")
-    n = min(SHOWN, images.shape[-1])
-    reconstructions = for_display(matrix_to_images(result.W @ result.H[:, :n], alpha[..., :n]))
-    figure = side_by_side_grids(
-        [("originals", images[..., :n]), (f"reconstructions WH (d = {d}, clipped to [0, 1])", reconstructions)],
-        title=f"{title}d: reconstructions",
-    )
-    run.log_figure(figure, "figures/2d_reconstructions.png", compare_key="reconstructions")
+def draw_basis(W: np.ndarray, shape: tuple[int, int], run, *, name: str, title: str) -> None:
+    """The columns of W as images (Task 2c, 3b), also as the MLflow image ``basis_images``."""
+    figure = basis_grid(W, shape, title=f"{title}: the {W.shape[1]} columns of W as images")
+    run.log_figure(figure, f"figures/{name}.png", compare_key="basis_images")
+
+
+def draw_reconstructions(panels, run, *, name: str, title: str) -> None:
+    """Grids of the same images side by side (Task 2d, 3b), also as the MLflow image ``reconstructions``.
+
+    ``panels``: (caption, RGBA images (h, w, 4, n)) pairs, e.g. originals and reconstructions.
+    """
+    figure = side_by_side_grids(panels, title=title)
+    run.log_figure(figure, f"figures/{name}.png", compare_key="reconstructions")
+
+
+def reconstruct(W: np.ndarray, H: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The images W H (h, w, 4, n) with their alpha re-attached and colours clipped to [0, 1] for display."""
+    return for_display(matrix_to_images(W @ H, alpha))
 
 
 def svd_error(A: np.ndarray, rank: int) -> float:
@@ -95,7 +111,8 @@ def summarize(children, parent) -> None:
     final = [child.metrics["final_error"] for child in children]
     svd = [child.metrics["svd_error"] for child in children]
     figure = error_against_rank(
-        ranks, {"NMF": final, "truncated SVD (best rank d)": svd}, title="Task 2f: final error against d"
+        {"NMF": (ranks, final), "truncated SVD (the best rank-d approximation)": (ranks, svd)},
+        title="Task 2f: final error against d",
     )
     parent.log_figure(figure, "figures/2f_error_against_rank.png")
     rows = [f"| {d} | {f:.4f} | {s:.4f} | {f / s if s else float('inf'):.3f} |" for d, f, s in zip(ranks, final, svd)]

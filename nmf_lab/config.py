@@ -78,6 +78,35 @@ class PunksData:
 
 
 @dataclass
+class NoiseConfig:
+    """``noise/``: the noise model of spec 6.1 (``sigma = 0``: none), seeded apart from the NMF."""
+
+    kind: str = "none"
+    sigma: float = 0.0
+    seed: int = 0
+
+    def check(self) -> None:
+        _require(self.sigma >= 0, "noise.sigma", self.sigma, "must be >= 0 (0 means no noise)")
+        _require(self.seed >= 0, "noise.seed", self.seed, "must be an integer >= 0")
+
+
+@dataclass
+class DenoiseConfig:
+    """How the denoising study reconstructs A from A_noisy.
+
+    ``method``: ``nmf`` (W H of an NMF fitted to A_noisy) or ``svd`` (the truncated SVD of A_noisy, rank d).
+    ``postprocess``: use what the noise model guarantees, for both methods alike: clip to [0, 1] and set
+    the colours of transparent pixels (known from alpha) to 0.
+    """
+
+    method: str = "nmf"
+    postprocess: bool = False
+
+    def check(self) -> None:
+        _require(self.method in ("nmf", "svd"), "denoise.method", self.method, "one of nmf, svd")
+
+
+@dataclass
 class TrackingConfig:
     """``tracking/``: where runs are recorded.
 
@@ -109,13 +138,15 @@ class Config:
     data: Any = MISSING
     solver: SolverConfig = field(default_factory=SolverConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     rank: int = 2
     seed: int = 0
 
     def check(self) -> None:
         _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
         _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
-        for group in (self.experiment, self.data, self.solver):
+        for group in (self.experiment, self.data, self.solver, self.noise, self.denoise):
             group.check()
 
 
@@ -127,6 +158,7 @@ def register_configs() -> None:
     cs.store(group="data", name="toy_schema", node=ToyData)
     cs.store(group="data", name="punks_schema", node=PunksData)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
+    cs.store(group="noise", name="noise_schema", node=NoiseConfig)
 
 
 def validate(cfg: DictConfig) -> Config:

@@ -176,15 +176,32 @@ def mean_and_transparency(mean_image: np.ndarray, always_transparent: np.ndarray
 
 
 def error_against_rank(
-    ranks: Sequence[int], series: Mapping[str, Sequence[float]], *, title: str, ylabel: str = r"$\|A - WH\|_F$"
+    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    *,
+    title: str,
+    ylabel: str = r"$\|A - WH\|_F$",
+    levels: Mapping[str, float] | None = None,
+    mark_minimum: bool = False,
 ) -> Figure:
-    """Final error against the number of components d, one marked line per method (label -> errors)."""
-    figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+    """Error against the number of components d: one marked line per entry of ``series``
+    (label -> (ranks, errors)), optional horizontal reference ``levels`` (label -> value), and with
+    ``mark_minimum`` the best d of each line circled and labelled."""
+    figure = Figure(figsize=(7.2, 4.6), layout="constrained")
     ax = figure.add_subplot()
-    for (label, errors), marker in zip(series.items(), "osD^v<>"):
-        ax.plot(ranks, errors, marker=marker, label=label)
+    all_ranks: set[int] = set()
+    for (label, (ranks, errors)), marker in zip(series.items(), "osD^v<>p*"):
+        (line,) = ax.plot(ranks, errors, marker=marker, label=label)
+        all_ranks.update(ranks)
+        if mark_minimum:
+            best = int(np.argmin(errors))
+            ax.plot(ranks[best], errors[best], "o", markersize=14, markerfacecolor="none", color=line.get_color())
+            ax.annotate(f"best d = {ranks[best]}", (ranks[best], errors[best]), textcoords="offset points",
+                        xytext=(6, -14), color=line.get_color(), fontsize="small")
+    for (label, value), style in zip((levels or {}).items(), ["--", ":", "-."] * 4):
+        ax.axhline(value, color="gray", linestyle=style, label=label)
     ax.set(title=title, xlabel="number of components d", ylabel=ylabel)
-    ax.set_xticks(list(ranks))
+    ax.set_xticks(sorted(all_ranks))
+    ax.tick_params(axis="x", labelrotation=45 if len(all_ranks) > 8 else 0)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     return figure

@@ -1,0 +1,133 @@
+"""The noise model, PSNR, and the denoising study end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow.entities import RunStatus
+
+from conftest import PUNKS_PNG
+from experiments.denoise import colour_mask, postprocess
+from nmf_lab import truncated_svd
+from nmf_lab.data.images import images_to_matrix
+from nmf_lab.data.punks import load_punks
+from nmf_lab.metrics import psnr
+from nmf_lab.noise import add_noise
+from store_helpers import artifact_paths, runs_of
+
+
+def image_like(seed=0, shape=(300, 40)):
+    rng = np.random.default_rng(seed)
+    A = rng.uniform(0, 1, size=shape)
+    A[rng.uniform(size=shape) < 0.3] = 0.0
+    return A
+
+
+def test_zeros_stay_zero_and_values_stay_in_the_unit_interval():
+    A = image_like()
+    noisy = add_noise(A, 0.3, seed=1)
+    assert np.all(noisy[A == 0] == 0)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert np.mean(noisy[A > 0] != A[A > 0]) > 0.99
+
+
+def test_same_seed_same_noise_and_different_seeds_differ():
+    A = image_like()
+    np.testing.assert_array_equal(add_noise(A, 0.1, seed=3), add_noise(A, 0.1, seed=3))
+    assert not np.array_equal(add_noise(A, 0.1, seed=3), add_noise(A, 0.1, seed=4))
+
+
+def test_sigma_zero_is_the_identity_and_leaves_the_input_alone():
+    A = image_like()
+    copy = A.copy()
+    noisy = add_noise(A, 0.0, seed=0)
+    np.testing.assert_array_equal(noisy, A)
+    assert noisy is not A
+    add_noise(A, 0.2, seed=0)
+    np.testing.assert_array_equal(A, copy)
+
+
+@pytest.mark.parametrize("sigma", [0.01, 0.05])
+def test_noise_on_mid_grey_has_standard_deviation_sigma(sigma):
+    """On 0.5 with sigma <= 0.05 clipping at 0 and 1 is 10+ standard deviations away: the noise is the
+    unclipped Gaussian, whose sample std over 10^6 draws is sigma to within 0.5%."""
+    A = np.full((1000, 1000), 0.5)
+    noise = add_noise(A, sigma, seed=11) - A
+    assert abs(noise.mean()) < 5 * sigma / 1000
+    assert noise.std() == pytest.approx(sigma, rel=5e-3)
+
+
+@pytest.mark.parametrize("sigma, seed", [(-0.1, 0), (float("nan"), 0), (0.1, -1)])
+def test_bad_noise_parameters(sigma, seed):
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0|seed must be an integer >= 0"):
+        add_noise(image_like(), sigma, seed)
+
+
+def test_psnr_of_a_hand_computed_case():
+    reference = np.array([[0.0, 0.5], [1.0, 0.25]])
+    estimate = np.array([[0.1, 0.5], [0.8, 0.25]])
+    # MSE = (0.01 + 0 + 0.04 + 0) / 4 = 0.0125; PSNR = 10 log10(1 / 0.0125) = 19.0309 dB
+    assert psnr(reference, estimate) == pytest.approx(10 * np.log10(80), abs=1e-12)
+    assert psnr(reference, estimate) == pytest.approx(19.0309, abs=1e-4)
+    mask = np.array([[False, True], [True, True]])  # MSE = 0.04 / 3
+    assert psnr(reference, estimate, mask) == pytest.approx(10 * np.log10(3 / 0.04), abs=1e-12)
+    assert psnr(reference, reference) == float("inf")
+
+
+def test_postprocess_clips_and_clears_transparent_pixels():
+    alpha = np.zeros((2, 2, 1))
+    alpha[0, 0, 0] = 1.0
+    X = np.linspace(-0.5, 1.5, 12).reshape(12, 1)
+    out = postprocess(X, alpha)
+    assert np.all(out[3:] == 0)  # pixels (0,1), (1,0), (1,1) are transparent: 3 channels each
+    np.testing.assert_array_equal(out[:3], np.clip(X[:3], 0, 1))
+    assert colour_mask(alpha).sum() == 3
+
+
+pytestmark_data = pytest.mark.skipif(not PUNKS_PNG.is_file(), reason=f"the CryptoPunks sheet is absent: {PUNKS_PNG}")
+SMALL = ["data.n_images=40", "solver.max_iter=40", f"data.path={PUNKS_PNG}"]
+
+
+@pytestmark_data
+def test_denoise_run_measures_against_the_clean_matrix(run_cli, client, experiment_name, tmp_path):
+    run_cli("experiment=denoise", "rank=8", "noise.seed=5", *SMALL, f"tracking.experiment={experiment_name}")
+    (run,), _ = runs_of(client, experiment_name)
+    assert run.info.status == RunStatus.to_string(RunStatus.FINISHED)
+    A, alpha = images_to_matrix(load_punks(np.arange(40), path=PUNKS_PNG).images)
+    A_noisy = add_noise(A, 0.1, seed=5)
+    m = run.data.metrics
+    assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
+    W = np.load(client.download_artifacts(run.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
+    H = np.load(client.download_artifacts(run.info.run_id, "arrays/H.npy", str(tmp_path)), allow_pickle=False)
+    assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
+    assert m["final_error"] == pytest.approx(np.linalg.norm(A_noisy - W @ H), rel=1e-6)  # the fit's objective
+    assert m["clean_error"] != pytest.approx(m["final_error"], rel=1e-3)
+    mask = colour_mask(alpha)
+    assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy, mask))
+    assert m["psnr"] == pytest.approx(psnr(A, W @ H, mask), rel=1e-9)
+    paths = set(artifact_paths(client, run.info.run_id))
+    assert {"figures/3a_noisy_images.png", "figures/3b_basis_images.png",
+            "figures/3b_original_noisy_denoised.png"} <= paths
+    assert run.data.params["noise.sigma"] == "0.1" and run.data.params["noise.seed"] == "5"
+
+
+@pytestmark_data
+def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, tmp_path):
+    run_cli("experiment=denoise_ranks", "rank=2,6", "denoise.postprocess=true", *SMALL,
+            f"tracking.experiment={experiment_name}")
+    (parent,), children = runs_of(client, experiment_name)
+    assert len(children) == 8 and parent.info.status == RunStatus.to_string(RunStatus.FINISHED)
+    A, alpha = images_to_matrix(load_punks(np.arange(40), path=PUNKS_PNG).images)
+    A_noisy = add_noise(A, 0.1, seed=0)
+    svd6 = [c for c in children if c.data.params["denoise.method"] == "svd" and c.data.params["rank"] == "6"
+            and c.data.params["noise.sigma"] == "0.1"]
+    (svd6,) = svd6
+    expected = np.linalg.norm(A - postprocess(truncated_svd(A_noisy, 6), alpha))
+    assert svd6.data.metrics["clean_error"] == pytest.approx(expected)
+    nmf_noisy = {int(c.data.params["rank"]): c.data.metrics["clean_error"] for c in children
+                 if c.data.params["denoise.method"] == "nmf" and c.data.params["noise.sigma"] == "0.1"}
+    best = min(nmf_noisy, key=nmf_noisy.get)
+    assert parent.data.metrics["best_rank"] == best
+    assert parent.data.metrics["best_clean_error"] == nmf_noisy[best]
+    assert parent.data.metrics["best_rank.svd.sigma_0.1"] in (2, 6)
+    assert "figures/3c_clean_error_against_rank.png" in artifact_paths(client, parent.info.run_id)
