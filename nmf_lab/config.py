@@ -119,6 +119,18 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    """How a multirun treats its jobs.
+
+    ``skip_finished``: a job whose resolved config (tracking aside) equals that of a FINISHED run in the same
+    experiment is not fitted again; its child run copies that run's params and metrics and names it in the
+    tag ``nmf_lab.reused_from``. An interrupted sweep resumes cheaply.
+    """
+
+    skip_finished: bool = False
+
+
+@dataclass
 class ExperimentConfig:
     """``experiment/``: which study module of ``experiments/`` runs the job."""
 
@@ -140,12 +152,18 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     rank: int = 2
     seed: int = 0
+    blas_threads: Optional[int] = None
 
     def check(self) -> None:
         _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
         _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
+        _require(
+            self.blas_threads is None or self.blas_threads >= 1, "blas_threads", self.blas_threads,
+            "must be null (automatic) or an integer >= 1",
+        )
         for group in (self.experiment, self.data, self.solver, self.noise, self.denoise):
             group.check()
 

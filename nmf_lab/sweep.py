@@ -11,6 +11,7 @@ import argparse
 import atexit
 import copy
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -30,9 +31,11 @@ from nmf_lab.tracking import (
     RunLog,
     child_runs,
     flatten,
+    TrackingUnavailable,
+    finished_run_with_tag,
     get_experiment_id,
+    open_client,
     provenance_tags,
-    resolve_tracking_uri,
     tracked_run,
 )
 
@@ -46,6 +49,8 @@ PARENT_RUN_ENV = "NMF_LAB_PARENT_RUN_ID"
 
 STUDY_TAG = TAG_PREFIX + "study"
 OVERRIDES_TAG = TAG_PREFIX + "overrides"
+CONFIG_DIGEST_TAG = TAG_PREFIX + "config_digest"
+REUSED_TAG = TAG_PREFIX + "reused_from"
 
 
 def job_config(cfg: DictConfig) -> DictConfig:
@@ -64,38 +69,62 @@ def run_job(
     experiment_name: str,
     overrides: Sequence[str],
     in_sweep: bool,
+    blas_threads: int | None = None,
 ) -> str:
     """Run one job as one MLflow run and return its final status.
 
     In a sweep the run is a child of the parent named by ``$NMF_LAB_PARENT_RUN_ID``, and a failure is
     recorded (FAILED, with its traceback) without stopping the other jobs. Outside a sweep it is re-raised.
+    ``blas_threads`` limits the BLAS threads of the job (None: no limit).
     """
+    from threadpoolctl import threadpool_limits
+
     from experiments import STUDIES
 
-    client = MlflowClient(resolve_tracking_uri(settings.tracking.uri))
+    client = open_client(settings.tracking.uri)
     experiment_id = get_experiment_id(client, experiment_name)
     parent_run_id = os.environ.get(PARENT_RUN_ENV) if in_sweep else None
-    tags = {
-        STUDY_TAG: settings.experiment.study,
-        OVERRIDES_TAG: " ".join(overrides),
-        **provenance_tags(PROJECT_DIR),
-    }
-    try:
-        with tracked_run(
-            client,
-            experiment_id,
-            run_name=" ".join(overrides) or experiment_name,
-            parent_run_id=parent_run_id,
-            tags=tags,
-        ) as run:
-            log_config(run, cfg)
-            STUDIES[settings.experiment.study].run(settings, run)
-    except Exception:
-        if not in_sweep:
-            raise
-        log.exception("job %s failed; the sweep goes on", " ".join(overrides))
-        return RunStatus.to_string(RunStatus.FAILED)
+    digest = config_digest(cfg)
+    earlier = None
+    if in_sweep and settings.sweep.skip_finished:
+        earlier = finished_run_with_tag(client, experiment_id, CONFIG_DIGEST_TAG, digest)
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        tags = {
+            STUDY_TAG: settings.experiment.study,
+            OVERRIDES_TAG: " ".join(overrides),
+            CONFIG_DIGEST_TAG: digest,
+            **provenance_tags(PROJECT_DIR),
+        }
+        if earlier is not None:
+            tags[REUSED_TAG] = earlier.info.run_id
+        try:
+            with tracked_run(
+                client,
+                experiment_id,
+                run_name=" ".join(overrides) or experiment_name,
+                parent_run_id=parent_run_id,
+                tags=tags,
+            ) as run:
+                if earlier is not None:
+                    log.info("skipping %s: run %s has the same config", " ".join(overrides), earlier.info.run_id)
+                    run.copy_from(earlier)
+                else:
+                    log_config(run, cfg)
+                    STUDIES[settings.experiment.study].run(settings, run)
+        except Exception:
+            if not in_sweep:
+                raise
+            log.exception("job %s failed; the sweep goes on", " ".join(overrides))
+            return RunStatus.to_string(RunStatus.FAILED)
     return RunStatus.to_string(RunStatus.FINISHED)
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """SHA-256 of the resolved config without ``tracking`` and ``sweep``: equal digests, equal jobs."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("tracking", "sweep"):
+        container.pop(key, None)
+    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container)).encode()).hexdigest()
 
 
 def log_config(run: RunLog, cfg: DictConfig) -> None:
@@ -115,7 +144,7 @@ class SweepCallback(Callback):
         # Hydra turns a callback's Exception into a warning; SystemExit is how a callback stops the sweep.
         try:
             self._open_parent(config, kwargs.get("config_name"))
-        except ConfigError as error:
+        except (ConfigError, TrackingUnavailable) as error:
             raise SystemExit(f"nmf-lab: {error}") from error
 
     def _open_parent(self, config: DictConfig, config_name: str | None) -> None:
@@ -124,7 +153,7 @@ class SweepCallback(Callback):
         jobs = sweep_jobs(config)
         validate_jobs(config_name, jobs)
         experiment_name = settings.tracking.experiment or config.hydra.runtime.choices.experiment
-        self.client = MlflowClient(resolve_tracking_uri(settings.tracking.uri))
+        self.client = open_client(settings.tracking.uri)
         experiment_id = get_experiment_id(self.client, experiment_name)
         sweep = " ".join(_sweep_arguments(config))
         with tracked_run(
@@ -283,7 +312,7 @@ def summary_main(argv: Sequence[str] | None = None) -> None:
         help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
     )
     args = parser.parse_args(argv)
-    client = MlflowClient(resolve_tracking_uri(args.tracking_uri))
+    client = open_client(args.tracking_uri)
     summary = summarize_sweep(client, args.parent_run_id)
     print(
         f"summary of {summary.n_children} children ({summary.n_failed} failed) written to run "

@@ -57,6 +57,35 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return uri
 
 
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be used; raised before any run is created, naming the URI."""
+
+
+def open_client(configured: str | None) -> MlflowClient:
+    """An MlflowClient on :func:`resolve_tracking_uri` of ``configured``, checked to answer first.
+
+    A server URI must answer ``GET /health`` within 5 seconds, so that an unreachable or misconfigured
+    server fails the job before anything is fitted or recorded.
+    """
+    uri = resolve_tracking_uri(configured)
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        advice = "start it (see the README) or point tracking.uri / MLFLOW_TRACKING_URI at a running one"
+        try:
+            response = requests.get(uri.rstrip("/") + "/health", timeout=5)
+        except requests.RequestException as error:
+            raise TrackingUnavailable(
+                f"the MLflow tracking server {uri} is not reachable ({type(error).__name__}); {advice}"
+            ) from error
+        if response.status_code != 200:
+            raise TrackingUnavailable(
+                f"{uri} does not answer like an MLflow tracking server (GET /health gave HTTP "
+                f"{response.status_code}); {advice}"
+            )
+    return MlflowClient(uri)
+
+
 def _sqlite_path(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
@@ -137,6 +166,13 @@ class RunLog:
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
 
+    def copy_from(self, run) -> None:
+        """Copy the params and every metric history of another (finished) ``run`` into this one."""
+        self.log_params(run.data.params)
+        for key in run.data.metrics:
+            history = self.client.get_metric_history(run.info.run_id, key)
+            self.client.log_batch(self.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in history])
+
     def log_text(self, text: str, path: str) -> None:
         self.log_bytes(text.encode("utf-8"), path)
 
@@ -195,6 +231,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def finished_run_with_tag(client: MlflowClient, experiment_id: str, key: str, value: str):
+    """The latest FINISHED run of the experiment whose tag ``key`` is ``value``, or None."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
 
 
 def child_runs(client: MlflowClient, parent_run_id: str) -> list:

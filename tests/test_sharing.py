@@ -1,0 +1,179 @@
+"""Sharing and scaling out, for real: an `mlflow server` process, the joblib and submitit launchers, failed
+jobs, resumed sweeps and reproducible runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from conftest import PUNKS_PNG
+from store_helpers import artifact_paths, load_text, runs_of
+
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
+QUICK = ["experiment=movies", "solver.max_iter=60"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real `mlflow server` over a sqlite store, artifacts proxied from a folder, on a free loopback port."""
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log = open(root / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                if requests.get(f"{uri}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 120 s")
+        yield uri, root
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_cli, experiment_name, tmp_path):
+    uri, root = server
+    run_cli(*QUICK, "tracking=server", f"tracking.experiment={experiment_name}", env={"MLFLOW_TRACKING_URI": uri})
+    run_cli("-m", *QUICK, "seed=0,1", "tracking=server", f"tracking.uri={uri}",
+            f"tracking.experiment={experiment_name}-sweep")
+    client = MlflowClient(uri)
+    (single,), _ = runs_of(client, experiment_name)
+    assert single.info.status == FINISHED and single.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert len(client.get_metric_history(single.info.run_id, "error")) == 61
+    # Artifacts come back over HTTP through the server's proxy, and live in its artifact folder.
+    W = np.load(client.download_artifacts(single.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
+    assert W.shape == (6, 2)
+    assert list((root / "artifacts").rglob("W.npy"))
+    (parent,), children = runs_of(client, f"{experiment_name}-sweep")
+    assert len(children) == 2 and parent.data.metrics["n_children"] == 2
+    assert "summary/children.csv" in artifact_paths(client, parent.info.run_id)
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "http://127.0.0.1:{http_port}/not-mlflow"])
+def test_an_unreachable_or_wrong_server_fails_fast_naming_the_uri(run_cli, experiment_name, uri, tmp_path):
+    http = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port := free_port())],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        uri = uri.format(http_port=port)
+        for _ in range(50):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        for args in ([*QUICK], ["-m", *QUICK, "seed=0,1"]):
+            result = run_cli(*args, "tracking=server", f"tracking.uri={uri}",
+                             f"tracking.experiment={experiment_name}", check=False)
+            assert result.returncode != 0
+            assert "nmf-lab: " in result.stderr and uri in result.stderr
+            assert "Traceback" not in result.stderr
+    finally:
+        http.terminate()
+
+
+def test_joblib_sweep_of_8_jobs_on_2_workers_loses_nothing(run_cli, client, experiment_name, tmp_path):
+    run_cli("-m", *QUICK, "seed=range(8)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            f"tracking.experiment={experiment_name}")
+    (parent,), children = runs_of(client, experiment_name)
+    assert len(children) == 8 and {c.info.status for c in children} == {FINISHED}
+    assert parent.info.status == FINISHED and parent.data.metrics["n_children"] == 8
+    rows = list(csv.DictReader(io.StringIO(load_text(client, parent.info.run_id, "summary/children.csv", tmp_path))))
+    assert sorted(int(row["seed"]) for row in rows) == list(range(8))
+    # 2 workers on this machine's cores: each job limits its BLAS threads to cores // 2.
+    expected = f"({max(1, (os.cpu_count() or 1) // 2)} threads)"
+    assert all(expected in c.data.tags["nmf_lab.blas"] for c in children)
+
+
+def test_submitit_local_sweep_has_the_same_parent_child_structure(run_cli, client, experiment_name):
+    run_cli("-m", *QUICK, "seed=0,1", "hydra/launcher=submitit_local", f"tracking.experiment={experiment_name}")
+    (parent,), children = runs_of(client, experiment_name)
+    assert len(children) == 2 and parent.info.status == FINISHED
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert parent.data.metrics["n_children"] == 2 and parent.data.metrics["n_failed"] == 0
+
+
+@pytest.mark.skipif(not PUNKS_PNG.is_file(), reason=f"the CryptoPunks sheet is absent: {PUNKS_PNG}")
+def test_a_failing_job_is_recorded_and_listed_while_the_others_run(run_cli, client, experiment_name, tmp_path):
+    missing = tmp_path / "missing.png"
+    result = run_cli("-m", "experiment=punks", "data.n_images=10", "rank=2", "solver.max_iter=10",
+                     f"data.path={missing},{PUNKS_PNG}", f"tracking.experiment={experiment_name}", check=False)
+    assert result.returncode != 0 and "1 of 2 jobs failed" in result.stderr
+    (parent,), children = runs_of(client, experiment_name)
+    statuses = {c.data.params["data.path"]: c.info.status for c in children}
+    assert statuses == {str(missing): FAILED, str(PUNKS_PNG): FINISHED}
+    (failed,) = [c for c in children if c.info.status == FAILED]
+    assert "FileNotFoundError" in load_text(client, failed.info.run_id, "error/traceback.txt", tmp_path)
+    assert parent.info.status == FAILED and parent.data.metrics["n_failed"] == 1
+    rows = list(csv.DictReader(io.StringIO(load_text(client, parent.info.run_id, "summary/children.csv", tmp_path))))
+    assert sorted(row["status"] for row in rows) == [FAILED, FINISHED]
+
+
+def test_skip_finished_reuses_finished_jobs(run_cli, client, experiment_name):
+    run_cli("-m", *QUICK, "seed=0,1", f"tracking.experiment={experiment_name}")
+    first = {c.data.params["seed"]: c for c in runs_of(client, experiment_name)[1]}
+    run_cli("-m", *QUICK, "seed=0,1,2", "sweep.skip_finished=true", f"tracking.experiment={experiment_name}")
+    parents, children = runs_of(client, experiment_name)
+    (second_parent,) = [p for p in parents if p.data.metrics.get("n_children") == 3]
+    second = [c for c in children if c.data.tags["mlflow.parentRunId"] == second_parent.info.run_id]
+    reused = {c.data.params["seed"]: c.data.tags.get("nmf_lab.reused_from") for c in second}
+    assert reused == {"0": first["0"].info.run_id, "1": first["1"].info.run_id, "2": None}
+    for child in second:
+        if child.data.params["seed"] in first:
+            original = first[child.data.params["seed"]]
+            assert curve(client, child.info.run_id) == curve(client, original.info.run_id)
+            assert child.data.metrics["final_error"] == original.data.metrics["final_error"]
+
+
+def curve(client, run_id):
+    return [m.value for m in sorted(client.get_metric_history(run_id, "error"), key=lambda m: m.step)]
+
+
+def test_a_logged_config_reruns_to_a_bit_identical_curve(run_cli, client, experiment_name):
+    for _ in range(2):
+        run_cli(*QUICK, "seed=3", f"tracking.experiment={experiment_name}")
+    runs, _ = runs_of(client, experiment_name)
+    assert len(runs) == 2
+    first, second = (curve(client, run.info.run_id) for run in runs)
+    assert first == second and len(first) == 61
+    tags = runs[0].data.tags
+    for key in ("git_commit", "git_dirty", "version", "numpy_version", "mlflow_version", "blas", "config_digest"):
+        assert tags[f"nmf_lab.{key}"] not in ("", None)
+    assert tags["nmf_lab.git_dirty"] in ("true", "false", "unknown")
+    assert runs[0].data.tags["nmf_lab.config_digest"] == runs[1].data.tags["nmf_lab.config_digest"]
+    assert tags["nmf_lab.numpy_version"] == np.__version__
