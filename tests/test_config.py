@@ -92,3 +92,20 @@ def _without_hydra(cfg):
     from nmf_lab.sweep import job_config
 
     return job_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "launcher, target, threads",
+    [("joblib", "JoblibLauncher", None), ("submitit_local", "LocalLauncher", 1), ("slurm", "SlurmLauncher", 2)],
+)
+def test_launcher_configs_compose_and_set_blas_threads(launcher, target, threads):
+    import os
+
+    from nmf_lab.cli import blas_threads_per_worker
+
+    cfg = compose("config", overrides=["experiment=movies", f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "joblib":
+        cfg.hydra.launcher.n_jobs = 2
+        threads = max(1, (os.cpu_count() or 1) // 2)
+    assert blas_threads_per_worker(cfg.hydra.launcher) == threads
