@@ -5,11 +5,12 @@ A study module has ``run(settings, run)`` for one job (``settings``: :class:`nmf
 a sweep (``children``: finished :class:`nmf_lab.sweep.ChildRun` s). ``experiment.study`` picks one by name.
 """
 
-from experiments import denoise, images, movies, toy
+from experiments import benchmark, denoise, images, movies, toy
 
 STUDIES = {
     "toy": toy,
     "movies": movies,
     "images": images,
     "denoise": denoise,
+    "benchmark": benchmark,
 }

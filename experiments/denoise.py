@@ -10,7 +10,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from experiments.images import SHOWN, draw_basis, draw_reconstructions, fit, load
+from experiments.fitting import fit
+from experiments.images import SHOWN, draw_basis, draw_reconstructions, load
 from nmf_lab import truncated_svd
 from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images
 from nmf_lab.figures import error_against_rank, image_grid

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments.fitting import fit
 from nmf_lab import numerical_rank, truncation_errors
 from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images, opaque
 from nmf_lab.data.punks import PunkSet, load_punks, select_punks
@@ -48,16 +49,6 @@ def load(data) -> PunkSet:
     """The punks the ``data`` config selects (``data.n_images``, ``data.subset``, ...)."""
     ids = select_punks(data.n_images, subset=data.subset, seed=data.subset_seed)
     return load_punks(ids, path=data.path, folder=data.folder, url=data.url)
-
-
-def fit(A: np.ndarray, settings):
-    """:func:`nmf_lab.fit_nmf` with the job's solver settings and a progress bar on a terminal."""
-    from nmf_lab import fit_nmf
-
-    solver = settings.solver
-    return fit_nmf(
-        A, settings.rank, solver=solver.name, max_iter=solver.max_iter, delta=solver.delta, seed=settings.seed
-    )
 
 
 def describe_data(punks: PunkSet, A: np.ndarray, run) -> None:

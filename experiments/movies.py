@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nmf_lab import fit_nmf
+from experiments.fitting import fit
 from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS, toy_matrix
 from nmf_lab.figures import heatmaps
 from nmf_lab.tracking import log_factorization
@@ -11,11 +11,7 @@ from nmf_lab.tracking import log_factorization
 def run(settings, run) -> None:
     """Factorize the ratings; draw A, W (movies x components) and H (components x users) as heat maps."""
     A = toy_matrix("movies")
-    solver = settings.solver
-    result = fit_nmf(
-        A, settings.rank, solver=solver.name, max_iter=solver.max_iter, delta=solver.delta,
-        seed=settings.seed,
-    )
+    result = fit(A, settings)
     log_factorization(run, A, result)
     components = [f"component {k + 1}" for k in range(settings.rank)]
     figure = heatmaps(

@@ -6,7 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from nmf_lab import fit_nmf, numerical_rank
+from experiments.fitting import fit
+from nmf_lab import numerical_rank
 from nmf_lab.data.toy import toy_matrix
 from nmf_lab.figures import error_curve_panels
 from nmf_lab.tracking import log_factorization
@@ -15,11 +16,7 @@ from nmf_lab.tracking import log_factorization
 def run(settings, run) -> None:
     """Factorize one toy matrix; print and log W, H, WH and the final error as a table."""
     A = toy_matrix(settings.data.matrix)
-    solver = settings.solver
-    result = fit_nmf(
-        A, settings.rank, solver=solver.name, max_iter=solver.max_iter, delta=solver.delta,
-        seed=settings.seed,
-    )
+    result = fit(A, settings)
     log_factorization(run, A, result)
     run.log_metrics({"numerical_rank": numerical_rank(A)})
     table = factors_table(settings.data.matrix, A, result)

@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nmf_lab.config import ConfigError, register_configs, validate
+from nmf_lab.progress import PROGRESS_ENV
 from nmf_lab.sweep import run_job
 from nmf_lab.tracking import TrackingUnavailable, raise_interrupted_on_sigterm
 
@@ -34,6 +35,8 @@ def main(cfg: DictConfig) -> str:
         raise SystemExit(f"nmf-lab: {error}") from error
     hydra_config = HydraConfig.get()
     raise_interrupted_on_sigterm()
+    parallel_workers = blas_threads_per_worker(hydra_config.launcher) is not None
+    os.environ[PROGRESS_ENV] = "0" if parallel_workers else "1"
     try:
         return run_job(
             cfg,

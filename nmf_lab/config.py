@@ -30,16 +30,27 @@ def _require(ok: bool, key: str, value: Any, valid: str) -> None:
 
 @dataclass
 class SolverConfig:
-    """``solver/``: the update rule of :func:`nmf_lab.fit_nmf` and how long it runs."""
+    """``solver/``: the update rule of :func:`nmf_lab.fit_nmf`, its precision, and when it stops: after
+    ``max_iter`` iterations, when the projected gradient falls below ``tol`` times its start (0: off), or
+    after ``time_limit`` seconds (null: none)."""
 
     name: str = "mu"
     max_iter: int = 1000
     delta: float = 1e-9
+    tol: float = 0.0
+    time_limit: Optional[float] = None
+    dtype: str = "float64"
 
     def check(self) -> None:
         _require(self.name in SOLVERS, "solver.name", self.name, f"one of {', '.join(sorted(SOLVERS))}")
         _require(self.max_iter >= 0, "solver.max_iter", self.max_iter, "must be an integer >= 0")
         _require(self.delta >= 0, "solver.delta", self.delta, "must be >= 0 (the spec uses 1e-9..1e-6)")
+        _require(self.tol >= 0, "solver.tol", self.tol, "must be >= 0 (0: no stopping rule)")
+        _require(
+            self.time_limit is None or self.time_limit > 0, "solver.time_limit", self.time_limit,
+            "must be null (no limit) or a number of seconds > 0",
+        )
+        _require(self.dtype in ("float64", "float32"), "solver.dtype", self.dtype, "one of float64, float32")
 
 
 @dataclass
@@ -119,6 +130,34 @@ class TrackingConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """``benchmark``: what the benchmark experiment measures (all timings in one process, one initial guess).
+
+    ``solvers``: nmf-lab's solvers to race to the target; ``sklearn``: also time scikit-learn's NMF ("mu" and
+    "cd", needs the ``bench`` extra); ``repeats``: timings are the median of this many; ``timing_iterations``:
+    iterations per timing of seconds per iteration; ``target_iter``: the target error is nmf-lab mu's error
+    after this many iterations; ``time_limit``: seconds a solver may take to reach it.
+    """
+
+    solvers: list[str] = field(default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated"])
+    sklearn: bool = True
+    repeats: int = 5
+    timing_iterations: int = 10
+    target_iter: int = 1000
+    time_limit: float = 900.0
+
+    def check(self) -> None:
+        unknown = [name for name in self.solvers if name not in SOLVERS]
+        _require(not unknown and bool(self.solvers), "benchmark.solvers", self.solvers,
+                 f"a non-empty list of {', '.join(sorted(SOLVERS))}")
+        _require(self.repeats >= 1, "benchmark.repeats", self.repeats, "must be an integer >= 1")
+        _require(self.timing_iterations >= 2, "benchmark.timing_iterations", self.timing_iterations,
+                 "must be an integer >= 2")
+        _require(self.target_iter >= 1, "benchmark.target_iter", self.target_iter, "must be an integer >= 1")
+        _require(self.time_limit > 0, "benchmark.time_limit", self.time_limit, "must be > 0 seconds")
+
+
+@dataclass
 class SweepConfig:
     """How a multirun treats its jobs.
 
@@ -153,6 +192,7 @@ class Config:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     rank: int = 2
     seed: int = 0
     blas_threads: Optional[int] = None
@@ -164,7 +204,7 @@ class Config:
             self.blas_threads is None or self.blas_threads >= 1, "blas_threads", self.blas_threads,
             "must be null (automatic) or an integer >= 1",
         )
-        for group in (self.experiment, self.data, self.solver, self.noise, self.denoise):
+        for group in (self.experiment, self.data, self.solver, self.noise, self.denoise, self.benchmark):
             group.check()
 
 

@@ -205,3 +205,21 @@ def error_against_rank(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return figure
+
+
+def error_against_time(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, title: str, target: float | None = None
+) -> Figure:
+    """Relative error against wall-clock seconds, one line per solver (label -> (seconds, errors)), on a
+    log y-axis, with the target error as a horizontal line."""
+    figure = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = figure.add_subplot()
+    for label, (seconds, errors) in curves.items():
+        later = np.asarray(seconds) > 0  # the start (t = 0) has no place on a log axis
+        ax.loglog(np.asarray(seconds)[later], _positive(np.asarray(errors)[later]), label=label, linewidth=1.4)
+    if target is not None:
+        ax.axhline(target, color="gray", linestyle="--", label="target")
+    ax.set(title=title, xlabel="wall-clock seconds (log scale)", ylabel=r"$\|A - WH\|_F / \|A\|_F$")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure

@@ -297,14 +297,18 @@ def _now_ms() -> int:
 
 def log_factorization(run: RunLog, A: np.ndarray, result) -> None:
     """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
-    ``final_error``, ``relative_error = final_error / ||A||_F``, ``n_iter``, the factors as
+    ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F``, ``n_iter``,
+    ``best_iter``, the tag ``nmf_lab.stop_reason``, the factors as
     ``arrays/W.npy`` and ``arrays/H.npy``, and ``figures/error_curve.png``."""
     from nmf_lab.figures import error_curves
 
     final = result.final_error
     norm = float(np.linalg.norm(np.asarray(A, dtype=np.float64)))
     run.log_curve("error", result.errors)
-    run.log_metrics({"final_error": final, "relative_error": final / norm, "n_iter": result.n_iter})
+    run.log_metrics(
+        {"final_error": final, "relative_error": final / norm, "n_iter": result.n_iter, "best_iter": result.best_iter}
+    )
+    run.set_tags({TAG_PREFIX + "stop_reason": result.stop_reason})
     run.log_array(result.W, "arrays/W.npy")
     run.log_array(result.H, "arrays/H.npy")
     title = f"{result.solver}, d = {result.W.shape[1]}: final error {final:.4g}"

@@ -1,0 +1,164 @@
+"""The benchmark: how fast nmf-lab's solvers are, against the BLAS floor and scikit-learn.
+
+Everything is measured in this one process from the same initial guess ``random_init(A, d, seed)``:
+
+- the floor: the two products ``W^T A`` and ``A H^T`` that any of these methods computes per iteration;
+- seconds per iteration (median) of nmf-lab's ``mu`` in float64 and float32, and of scikit-learn's
+  ``NMF(solver="mu")`` and ``NMF(solver="cd")`` with ``init="custom"``;
+- the time to reach a target error (nmf-lab mu's after ``target_iter`` iterations) for every solver.
+
+Timings are wall-clock seconds (``time.perf_counter``); ratios compare timings of the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from experiments.images import load
+from nmf_lab import fit_nmf, random_init
+from nmf_lab.data.images import images_to_matrix
+from nmf_lab.figures import error_against_time
+
+
+def run(settings, run) -> None:
+    bench = settings.benchmark
+    A, _ = images_to_matrix(load(settings.data).images)
+    d, norm = settings.rank, float(np.linalg.norm(A))
+    W0, H0 = random_init(A, d, settings.seed)
+    timings: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    A32, W32, H32 = A.astype(np.float32), W0.astype(np.float32), H0.astype(np.float32)
+    timings["floor_seconds"] = median_seconds(lambda: (W0.T @ A, A @ H0.T), bench.repeats)
+    timings["floor32_seconds"] = median_seconds(lambda: (W32.T @ A32, A32 @ H32.T), bench.repeats)
+    for name, dtype in (("mu", np.float64), ("mu32", np.float32)):
+        per_iteration = []
+        for _ in range(bench.repeats):
+            result = fit_nmf(A, d, init=(W0, H0), max_iter=bench.timing_iterations, dtype=dtype)
+            per_iteration.extend(np.diff(result.times)[1:])  # the first iteration warms caches up
+        timings[f"{name}_iter_seconds"] = statistics.median(per_iteration)
+
+    reference = fit_nmf(A, d, init=(W0, H0), solver="mu", max_iter=bench.target_iter)
+    target = float(reference.errors[bench.target_iter])
+    run.log_metrics({"target_error": target, "target_relative_error": target / norm})
+    to_target: dict[str, float] = {}
+    for solver in bench.solvers:
+        result = reference if solver == "mu" else fit_nmf(
+            A, d, init=(W0, H0), solver=solver, max_iter=10**7, time_limit=bench.time_limit,
+            callback=lambda k, error: error <= target,
+        )
+        curves[solver] = (result.times, result.errors / norm)
+        reached = np.flatnonzero(result.errors <= target)
+        to_target[solver] = float(result.times[reached[0]]) if reached.size else float("nan")
+
+    if bench.sklearn:
+        for solver in ("mu", "cd"):
+            per_iteration, overhead = sklearn_seconds_per_iteration(A, W0, H0, solver, bench)
+            timings[f"sklearn_{solver}_iter_seconds"] = per_iteration
+            seconds, errors = sklearn_time_to_target(A, W0, H0, solver, target, bench.time_limit, overhead)
+            curves[f"sklearn_{solver}"] = (seconds, errors / norm)
+            reached = np.flatnonzero(errors <= target)
+            to_target[f"sklearn_{solver}"] = float(seconds[reached[0]]) if reached.size else float("nan")
+
+    ratios = benchmark_ratios(timings, to_target, bench.solvers)
+    best = min(bench.solvers, key=lambda s: np.inf if np.isnan(to_target[s]) else to_target[s])
+    run.set_tags({"nmf_lab.benchmark.fastest_solver": best, "nmf_lab.benchmark.target_iter": bench.target_iter})
+    run.log_metrics({**timings, **{f"time_to_target.{k}": v for k, v in to_target.items()}, **ratios})
+    markdown, csv_text = benchmark_table(timings, to_target, ratios)
+    run.log_text(markdown, "tables/benchmark.md")
+    run.log_text(csv_text, "tables/benchmark.csv")
+    print(markdown)
+    figure = error_against_time(
+        curves, target=target / norm,
+        title=f"Relative error against time: A is {A.shape[0]} x {A.shape[1]}, d = {d}",
+    )
+    run.log_figure(figure, "figures/error_against_time.png")
+
+
+def median_seconds(work: Callable[[], object], repeats: int) -> float:
+    """The median wall-clock seconds of ``work()`` over ``repeats`` calls (after one warm-up call)."""
+    work()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
+
+
+def sklearn_nmf(A, W, H, solver: str, max_iter: int, **kwargs):
+    """scikit-learn's NMF of A (samples are rows there: W is m x d, H is d x n, as here) from (W, H)."""
+    from sklearn.decomposition import NMF
+
+    model = NMF(n_components=W.shape[1], init="custom", solver=solver, max_iter=max_iter, tol=0.0, **kwargs)
+    W_new = model.fit_transform(A, W=W.copy(), H=H.copy())
+    return W_new, model.components_
+
+
+def sklearn_seconds_per_iteration(A, W, H, solver: str, bench) -> tuple[float, float]:
+    """scikit-learn's seconds per iteration and its fixed cost per call (input checks, set-up).
+
+    From the medians of calls with k and 2k iterations: per iteration ``(T(2k) - T(k)) / k``, per call
+    ``T(k) - k * per iteration``, so that the fixed cost does not count as iterations.
+    """
+    k = bench.timing_iterations
+    once = median_seconds(lambda: sklearn_nmf(A, W, H, solver, k), bench.repeats)
+    twice = median_seconds(lambda: sklearn_nmf(A, W, H, solver, 2 * k), bench.repeats)
+    if twice <= once:  # timing noise swamped the iterations: count the whole call instead
+        return twice / (2 * k), 0.0
+    per_iteration = (twice - once) / k
+    return per_iteration, max(once - k * per_iteration, 0.0)
+
+
+def sklearn_time_to_target(A, W, H, solver, target, time_limit, overhead_per_call=0.0):
+    """Seconds and errors of scikit-learn's NMF run in short chunks of iterations, warm-started from the
+    last chunk, with the error measured outside the clock after each chunk (scikit-learn reports none),
+    and the fixed cost of each call (:func:`sklearn_seconds_per_iteration`) taken off. Chunks grow with the
+    iterations done (10 %), so the first time below ``target`` is late by at most 10 %."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    seconds, errors = [0.0], [float(np.linalg.norm(A - W @ H))]
+    done, elapsed = 0, 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        while errors[-1] > target and elapsed < time_limit:
+            chunk = max(1, done // 10)
+            start = time.perf_counter()
+            W, H = sklearn_nmf(A, W, H, solver, chunk)
+            elapsed += max(time.perf_counter() - start - overhead_per_call, 0.0)
+            done += chunk
+            seconds.append(elapsed)
+            errors.append(float(np.linalg.norm(A - W @ H)))
+    return np.array(seconds), np.array(errors)
+
+
+def benchmark_ratios(timings: dict[str, float], to_target: dict[str, float], solvers) -> dict[str, float]:
+    """The ratios the targets speak of (below 1 is faster for ``x_over_y``)."""
+    ratios = {
+        "mu_iter_over_floor": timings["mu_iter_seconds"] / timings["floor_seconds"],
+        "mu32_iter_over_mu_iter": timings["mu32_iter_seconds"] / timings["mu_iter_seconds"],
+    }
+    best = np.nanmin([to_target[s] for s in solvers])
+    ratios["mu_time_to_target_over_best"] = to_target["mu"] / best if "mu" in to_target else float("nan")
+    if "sklearn_mu_iter_seconds" in timings:
+        ratios["mu_iter_over_sklearn_mu"] = timings["mu_iter_seconds"] / timings["sklearn_mu_iter_seconds"]
+        ratios["best_time_to_target_over_sklearn_cd"] = best / to_target["sklearn_cd"]
+        ratios["best_time_to_target_over_sklearn_mu"] = best / to_target["sklearn_mu"]
+    return ratios
+
+
+def benchmark_table(timings, to_target, ratios) -> tuple[str, str]:
+    """All measurements as (Markdown, CSV) tables of name and value."""
+    rows = [*timings.items(), *((f"time_to_target.{k}", v) for k, v in to_target.items()), *ratios.items()]
+    markdown = "| measurement | value |\n|---|---|\n" + "".join(f"| {k} | {v:.6g} |\n" for k, v in rows)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([("measurement", "value"), *rows])
+    return markdown, buffer.getvalue()
