@@ -109,3 +109,25 @@ def test_launcher_configs_compose_and_set_blas_threads(launcher, target, threads
         cfg.hydra.launcher.n_jobs = 2
         threads = max(1, (os.cpu_count() or 1) // 2)
     assert blas_threads_per_worker(cfg.hydra.launcher) == threads
+
+
+@pytest.mark.parametrize(
+    "experiment, expected",
+    [
+        ("punks", {"rank": 64, "data.n_images": 500, "solver.max_iter": 1000, "experiment.study": "images"}),
+        ("denoise", {"rank": 64, "noise.sigma": 0.1, "data.n_images": 500, "experiment.study": "denoise"}),
+        ("movies", {"rank": 2, "data.matrix": "movies"}),
+        ("benchmark", {"rank": 64, "data.n_images": 10000}),
+    ],
+)
+def test_experiment_values_win_over_the_primary_config(experiment, expected):
+    from omegaconf import OmegaConf
+
+    cfg = compose("config", overrides=[f"experiment={experiment}"])
+    for key, value in expected.items():
+        assert OmegaConf.select(cfg, key) == value, key
+
+
+def test_plain_nmf_lab_is_the_punks_study():
+    cfg = compose("config", return_hydra_config=True)
+    assert cfg.hydra.runtime.choices.experiment == "punks" and cfg.rank == 64
