@@ -322,7 +322,9 @@ class _ErrorTracker:
     def error(self, W: np.ndarray, H: np.ndarray, products: Products) -> float:
         return self._error(W, H, products.AHt, products.HHt, products.WtW)
 
-    def _error(self, W: np.ndarray, H: np.ndarray, AHt: np.ndarray, HHt: np.ndarray, WtW: np.ndarray) -> float:
+    def _error(
+        self, W: np.ndarray, H: np.ndarray, AHt: np.ndarray, HHt: np.ndarray, WtW: np.ndarray
+    ) -> float:
         cross = _inner(AHt, W)
         gram = _inner(WtW, HHt)
         squared = self.norm2 - 2.0 * cross + gram

@@ -120,7 +120,9 @@ def component_floor(A: np.ndarray, rank: int) -> float:
     return float(A.dtype.type(np.finfo(A.dtype).eps * scale))
 
 
-def hals_sweep(X: np.ndarray, G_off: np.ndarray, C_scaled: np.ndarray, floor: float, work: np.ndarray) -> None:
+def hals_sweep(
+    X: np.ndarray, G_off: np.ndarray, C_scaled: np.ndarray, floor: float, work: np.ndarray
+) -> None:
     """One pass of exact coordinate minimisation over the rows of ``X`` (d x N), in place.
 
     For ``min_{X >= floor} ||B - F X||_F^2`` with ``G = F^T F`` (d x d) and ``C = F^T B`` (d x N), the best
@@ -174,7 +176,7 @@ def hals_inner(
 
 
 BALANCE_LIMIT = 1e4
-"""Components whose norms ``||h_k|| / ||w_k||`` leave ``[1 / BALANCE_LIMIT, BALANCE_LIMIT]`` are rebalanced."""
+"""A component is rebalanced when ``||h_k|| / ||w_k||`` leaves ``[1 / BALANCE_LIMIT, BALANCE_LIMIT]``."""
 
 
 def balancing_scale(WtW: np.ndarray, HHt: np.ndarray) -> np.ndarray | None:
@@ -273,7 +275,9 @@ def inner_sweep_budget(part: NonzeroPart, d: int, alpha: float) -> tuple[int, in
     return 1 + int(alpha * rho_H), 1 + int(alpha * rho_W)
 
 
-def _start_hals(part: NonzeroPart, W: np.ndarray, H: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+def _start_hals(
+    part: NonzeroPart, W: np.ndarray, H: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Prepare the initial guess for HALS, in place; return ``W^T A`` and ``W^T W`` at it.
 
     Entries below the floor are raised to it, and the rows of W and columns of H for zero rows and columns
