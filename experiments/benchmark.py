@@ -48,10 +48,11 @@ def run(settings, run) -> None:
     target = float(reference.errors[bench.target_iter])
     run.log_metrics({"target_error": target, "target_relative_error": target / norm})
     to_target: dict[str, float] = {}
-    for solver in bench.solvers:
+    for solver in bench.solvers:  # "name" or "name:float32"
+        name, _, dtype = solver.partition(":")
         result = reference if solver == "mu" else fit_nmf(
-            A, d, init=(W0, H0), solver=solver, max_iter=10**7, time_limit=bench.time_limit,
-            callback=lambda k, error: error <= target,
+            A, d, init=(W0, H0), solver=name, dtype=dtype or None, max_iter=10**7,
+            time_limit=bench.time_limit, callback=lambda k, error: error <= target,
         )
         curves[solver] = (result.times, result.errors / norm)
         reached = np.flatnonzero(result.errors <= target)

@@ -133,13 +133,15 @@ class TrackingConfig:
 class BenchmarkConfig:
     """``benchmark``: what the benchmark experiment measures (all timings in one process, one initial guess).
 
-    ``solvers``: nmf-lab's solvers to race to the target; ``sklearn``: also time scikit-learn's NMF ("mu" and
+    ``solvers``: nmf-lab's solvers to race to the target (``name`` or ``name:float32``); ``sklearn``: also time scikit-learn's NMF ("mu" and
     "cd", needs the ``bench`` extra); ``repeats``: timings are the median of this many; ``timing_iterations``:
     iterations per timing of seconds per iteration; ``target_iter``: the target error is nmf-lab mu's error
     after this many iterations; ``time_limit``: seconds a solver may take to reach it.
     """
 
-    solvers: list[str] = field(default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated"])
+    solvers: list[str] = field(
+        default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated", "ahals_extrapolated:float32"]
+    )
     sklearn: bool = True
     repeats: int = 5
     timing_iterations: int = 10
@@ -147,9 +149,12 @@ class BenchmarkConfig:
     time_limit: float = 900.0
 
     def check(self) -> None:
-        unknown = [name for name in self.solvers if name not in SOLVERS]
+        unknown = [
+            entry for entry in self.solvers
+            if entry.partition(":")[0] not in SOLVERS or entry.partition(":")[2] not in ("", "float32", "float64")
+        ]
         _require(not unknown and bool(self.solvers), "benchmark.solvers", self.solvers,
-                 f"a non-empty list of {', '.join(sorted(SOLVERS))}")
+                 f"a non-empty list of {', '.join(sorted(SOLVERS))}, each optionally with :float32 or :float64")
         _require(self.repeats >= 1, "benchmark.repeats", self.repeats, "must be an integer >= 1")
         _require(self.timing_iterations >= 2, "benchmark.timing_iterations", self.timing_iterations,
                  "must be an integer >= 2")

@@ -131,3 +131,10 @@ def test_experiment_values_win_over_the_primary_config(experiment, expected):
 def test_plain_nmf_lab_is_the_punks_study():
     cfg = compose("config", return_hydra_config=True)
     assert cfg.hydra.runtime.choices.experiment == "punks" and cfg.rank == 64
+
+
+@pytest.mark.parametrize("solvers", ["[newton]", "[mu:float16]", "[]"])
+def test_bad_benchmark_solvers_name_the_key(solvers):
+    cfg = compose("config", overrides=["experiment=benchmark_small", f"benchmark.solvers={solvers}"])
+    with pytest.raises(ConfigError, match=r"invalid config value benchmark.solvers="):
+        validate(cfg)
