@@ -55,8 +55,7 @@ def run(settings, run) -> None:
             time_limit=bench.time_limit, callback=lambda k, error: error <= target,
         )
         curves[solver] = (result.times, result.errors / norm)
-        reached = np.flatnonzero(result.errors <= target)
-        to_target[solver] = float(result.times[reached[0]]) if reached.size else float("nan")
+        to_target[solver] = first_time_below(result.times, result.errors, target)
 
     if bench.sklearn:
         for solver in ("mu", "cd"):
@@ -66,8 +65,7 @@ def run(settings, run) -> None:
                 A, W0, H0, solver, target, bench.time_limit, overhead, per_iteration
             )
             curves[f"sklearn_{solver}"] = (seconds, errors / norm)
-            reached = np.flatnonzero(errors <= target)
-            to_target[f"sklearn_{solver}"] = float(seconds[reached[0]]) if reached.size else float("nan")
+            to_target[f"sklearn_{solver}"] = first_time_below(seconds, errors, target)
 
     ratios = benchmark_ratios(timings, to_target, bench.solvers)
     best = min(bench.solvers, key=lambda s: np.inf if np.isnan(to_target[s]) else to_target[s])
@@ -82,6 +80,12 @@ def run(settings, run) -> None:
         title=f"Relative error against time: A is {A.shape[0]} x {A.shape[1]}, d = {d}",
     )
     run.log_figure(figure, "figures/error_against_time.png")
+
+
+def first_time_below(seconds: np.ndarray, errors: np.ndarray, target: float) -> float:
+    """The first of ``seconds`` at which ``errors`` is <= ``target`` (NaN if it never is)."""
+    reached = np.flatnonzero(errors <= target)
+    return float(seconds[reached[0]]) if reached.size else float("nan")
 
 
 def median_seconds(work: Callable[[], object], repeats: int) -> float:

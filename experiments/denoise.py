@@ -11,9 +11,9 @@ from collections import defaultdict
 import numpy as np
 
 from experiments.fitting import fit
-from experiments.images import SHOWN, draw_basis, draw_reconstructions, load
+from experiments.images import SHOWN, draw_basis, draw_reconstructions, load, reconstruct
 from nmf_lab import truncated_svd
-from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images
+from nmf_lab.data.images import images_to_matrix, matrix_to_images
 from nmf_lab.figures import error_against_rank, image_grid
 from nmf_lab.metrics import psnr
 from nmf_lab.noise import add_noise
@@ -52,7 +52,7 @@ def run(settings, run) -> None:
             "psnr": psnr(A, X, mask),
         }
     )
-    denoised = for_display(matrix_to_images(X[:, shown], alpha[..., shown]))
+    denoised = reconstruct(X[:, shown], alpha[..., shown])
     draw_reconstructions(
         [("original", punks.images[..., shown]), ("noisy", noisy_images[..., shown]),
          (f"denoised ({method}, d = {d})", denoised)],

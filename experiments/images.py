@@ -37,7 +37,7 @@ def run(settings, run) -> None:
     draw_reconstructions(
         [
             ("originals", punks.images[..., shown]),
-            (f"reconstructions WH (d = {d})", reconstruct(result.W, result.H[:, shown], alpha[..., shown])),
+            (f"reconstructions WH (d = {d})", reconstruct(result.W @ result.H[:, shown], alpha[..., shown])),
         ],
         run,
         name="2d_reconstructions",
@@ -81,9 +81,10 @@ def draw_reconstructions(panels, run, *, name: str, title: str) -> None:
     run.log_figure(figure, f"figures/{name}.png", compare_key="reconstructions")
 
 
-def reconstruct(W: np.ndarray, H: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The images W H (h, w, 4, n) with their alpha re-attached and colours clipped to [0, 1] for display."""
-    return for_display(matrix_to_images(W @ H, alpha))
+def reconstruct(X: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The images (h, w, 4, n) of a reconstruction X ((h * w * 3) x n, e.g. W H) with their alpha
+    re-attached and colours clipped to [0, 1] for display."""
+    return for_display(matrix_to_images(X, alpha))
 
 
 def svd_error(A: np.ndarray, rank: int) -> float:
