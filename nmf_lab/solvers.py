@@ -1,26 +1,50 @@
-"""NMF update rules, one generator per solver.
+"""NMF update rules and their registry: one :class:`Solver` entry per update rule.
 
-A solver takes the data ``A`` (m x n) and the current factors ``W`` (m x d) and ``H`` (d x n), updates the
-factors **in place** one iteration at a time, and after each iteration yields the :class:`Products` it
-computed on the way, taken at the iterate ``(W, H)`` then held by the two arrays. :func:`nmf_lab.nmf.fit_nmf`
-turns those products into the error ``||A - W H||_F`` (and, with a tolerance, the projected gradient)
-without ever forming an m x n matrix, and sends the error back into the generator
+A solver's ``update(A, W, H, **options)`` takes the data ``A`` (m x n) and the current factors ``W`` (m x d)
+and ``H`` (d x n), updates the factors **in place** one iteration at a time, and after each iteration yields
+the :class:`Products` it computed on the way, taken at the iterate ``(W, H)`` then held by the two arrays.
+:func:`nmf_lab.nmf.fit_nmf` turns those products into the error ``||A - W H||_F`` (and, with a tolerance,
+the projected gradient) without ever forming an m x n matrix, and sends the error back into the generator
 (``error = yield products``). A solver may use that error (the extrapolated solver restarts on it) or
 ignore it; driven by plain ``next()`` it receives ``None``.
 
-Solvers by name (:data:`SOLVERS`):
+The built-in solvers (:func:`solver_names` lists every registered one):
 
 ``"mu"``
-    Lee & Seung's multiplicative updates, Algorithm 1 of the spec (:func:`multiplicative_updates`).
+    Lee & Seung's multiplicative updates, Algorithm 1 of the spec. Option ``delta``.
 ``"hals"``
     Hierarchical alternating least squares (Cichocki & Phan 2009): one exact pass over the rows of H,
-    then over the columns of W (:func:`hals`).
+    then over the columns of W. No options.
 ``"ahals"``
     Accelerated HALS (Gillis & Glineur 2012): several passes over H, then over W, reusing the products of
-    the iteration, as long as they pay (:func:`accelerated_hals`).
+    the iteration, as long as they pay. Options ``alpha``, ``inner_tol``.
 ``"ahals_extrapolated"``
-    Accelerated HALS with extrapolation and restarts (Ang & Gillis 2019), the fastest here
-    (:func:`extrapolated_hals`). Its error may rise, so it is in :data:`NON_MONOTONE`.
+    Accelerated HALS with extrapolation and restarts (Ang & Gillis 2019), the fastest here. Its error may
+    rise (``monotone=False``): ``fit_nmf`` returns its best iterate. Options ``alpha``, ``inner_tol``,
+    ``beta0``, ``eta``, ``gamma``, ``gamma_bar``.
+
+``get_solver(name).options`` describes each option (default, what is valid, what it does);
+``fit_nmf(A, d, solver=name, **options)`` sets them.
+
+Adding a solver. Describe it with a :class:`Solver` (its ``update`` generator follows the protocol above)
+and register it. In-process, e.g. in a notebook or a test, call :func:`register_solver`::
+
+    register_solver(Solver(name="pgd", update=projected_gradient, monotone=False, summary="...",
+                           options={"step": Option(1e-3, lambda s: s > 0, "a number > 0", "the step")}))
+
+From an installed package, declare the solver in the entry-point group ``nmf_lab.solvers`` of its
+``pyproject.toml``; the entry point's name must be the solver's name, its object a :class:`Solver`::
+
+    [project]
+    name = "my-nmf-solvers"
+    dependencies = ["nmf-lab"]
+    [project.entry-points."nmf_lab.solvers"]
+    pgd = "my_nmf_solvers:PGD"        # PGD = Solver(name="pgd", ...) in my_nmf_solvers.py
+
+Once the package is installed, ``fit_nmf(A, d, solver="pgd")`` and ``nmf-lab solver=pgd`` find it. The
+entry points are loaded lazily, once: the first time the registry is asked for a name it lacks, or for
+the list of names. A name that is registered already is an error, as is an entry point whose name differs
+from its solver's.
 
 References:
     D. D. Lee, H. S. Seung. Algorithms for non-negative matrix factorization. NIPS 13, 2001.
@@ -30,17 +54,22 @@ References:
     nonnegative matrix factorization. Neural Computation 24(4), 2012.
     A. M. S. Ang, N. Gillis. Accelerating nonnegative matrix factorization algorithms using extrapolation.
     Neural Computation 31(2), 2019.
-
-To add a solver, write a generator with the signature of :func:`multiplicative_updates` and register it in
-:data:`SOLVERS` (and in :data:`NON_MONOTONE` if its error may rise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import importlib.metadata
+import math
+import numbers
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
+
+from nmf_lab.errors import InvalidOption
+
+__all__ = ["Option", "Products", "Solver", "component_floor", "get_solver", "register_solver", "solver_names"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +92,172 @@ class Products:
     WtA: np.ndarray
 
 
-Solver = Callable[..., Iterator[Products]]
+# --------------------------------------------------------------------------------------------------------
+# Registry entries
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a solver: its default, what values are valid, and what it does.
+
+    The default's type sets the option's type: a float option takes any real number but a bool (an int is
+    converted to float), an int option any integer but a bool. ``valid`` is a predicate on the converted
+    value; ``valid_text`` says in words what it accepts, type included ("a finite number >= 0").
+    """
+
+    default: float | int
+    valid: Callable[[float | int], bool]
+    valid_text: str
+    help: str
+
+    def __post_init__(self):
+        if isinstance(self.default, bool) or not isinstance(self.default, (int, float)):
+            raise TypeError(f"an option's default must be a float or an int, got {self.default!r}")
+        if not self.valid(self.default):
+            raise ValueError(f"the default {self.default!r} is not valid: it must be {self.valid_text}")
+
+    def check(self, name: str, value) -> float | int:
+        """``value`` converted to the option's type; :class:`InvalidOption` if it is not valid."""
+        kind = numbers.Real if isinstance(self.default, float) else numbers.Integral
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise InvalidOption(name, value, self.valid_text)
+        try:
+            converted = float(value) if kind is numbers.Real else int(value)
+        except OverflowError:  # an integer too large for a float
+            raise InvalidOption(name, value, self.valid_text) from None
+        if not self.valid(converted):
+            raise InvalidOption(name, value, self.valid_text)
+        return converted
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Solver:
+    """The registry entry of one update rule, built with keywords; two entries are equal only if identical.
+
+    Attributes:
+        name: the name ``fit_nmf(..., solver=name)`` knows it by.
+        update: the generator function ``update(A, W, H, **options)`` of the protocol in the module
+            docstring; it receives every option of ``options``, resolved, and nothing else.
+        monotone: True if the error never increases from one iteration to the next; False if it may rise,
+            and :func:`nmf_lab.nmf.fit_nmf` then returns the iterate with the smallest error.
+        options: the solver's own options by name (read-only).
+        summary: how it updates, in one line.
+    """
+
+    name: str
+    update: Callable[..., Iterator[Products]]
+    monotone: bool
+    options: Mapping[str, Option] = field(default_factory=dict)
+    summary: str
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a solver's name must be a non-empty string, got {self.name!r}")
+        if not callable(self.update):
+            raise TypeError(f"solver {self.name!r}: update must be a generator function, got {self.update!r}")
+        if not isinstance(self.monotone, bool):
+            raise TypeError(f"solver {self.name!r}: monotone must be True or False, got {self.monotone!r}")
+        for key, option in self.options.items():
+            if not isinstance(option, Option):
+                raise TypeError(f"solver {self.name!r}: option {key!r} must be an Option, got {option!r}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def resolve_options(self, given: Mapping[str, object]) -> dict[str, float | int]:
+        """Every option of the solver: the valid ``given`` values, converted, and the defaults for the rest.
+
+        Raises ``ValueError`` for a name the solver has no option of (listing those it has), and
+        :class:`~nmf_lab.errors.InvalidOption` for a value that is not valid.
+        """
+        unknown = [key for key in given if key not in self.options]
+        if unknown:
+            has = f"its options are {', '.join(self.options)}" if self.options else "it has no options"
+            raise ValueError(f"solver {self.name!r} has no option {', '.join(map(repr, unknown))}; {has}")
+        return {
+            key: option.check(key, given[key]) if key in given else option.default
+            for key, option in self.options.items()
+        }
+
+
+# --------------------------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------------------------
+
+_ENTRY_POINT_GROUP = "nmf_lab.solvers"
+_REGISTRY: dict[str, Solver] = {}
+_FROM_ENTRY_POINTS: set[str] = set()  # the names loaded from entry points
+_entry_points_loaded = False
+
+
+def register_solver(solver: Solver, *, replace: bool = False) -> None:
+    """Add ``solver`` to the registry under ``solver.name``; a name already taken is a ``ValueError``
+    unless ``replace`` is True. For use in-process (a notebook, a test); an installed package declares
+    its solvers as entry points instead (module docstring)."""
+    if not isinstance(solver, Solver):
+        raise TypeError(f"register_solver takes a nmf_lab.solvers.Solver, got {solver!r}")
+    if solver.name in _REGISTRY and not replace:
+        raise ValueError(f"a solver named {solver.name!r} is registered already; pass replace=True to replace it")
+    _REGISTRY[solver.name] = solver
+
+
+def get_solver(name: str) -> Solver:
+    """The registry entry of the solver called ``name``; a ``ValueError`` listing the known solvers if
+    there is none."""
+    if isinstance(name, str) and name not in _REGISTRY:
+        _load_entry_points()
+    solver = _REGISTRY.get(name) if isinstance(name, str) else None
+    if solver is None:
+        raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(solver_names())}")
+    return solver
+
+
+def solver_names() -> list[str]:
+    """The names of every registered solver, built-in, registered in-process or installed, sorted."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def _load_entry_points() -> None:
+    """Register the solvers of the entry-point group ``nmf_lab.solvers``, once. All or none: an entry point
+    that does not name a :class:`Solver` of its own name, or takes a name already registered, is an error
+    and registers nothing (the next lookup tries again)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    found: dict[str, Solver] = {}
+    for entry_point in importlib.metadata.entry_points(group=_ENTRY_POINT_GROUP):
+        dist = getattr(entry_point, "dist", None)
+        where = f"entry point {entry_point.name} = {entry_point.value!r} of group {_ENTRY_POINT_GROUP!r}"
+        where += f" (distribution {dist.name})" if dist is not None else ""
+        solver = entry_point.load()
+        if not isinstance(solver, Solver):
+            raise TypeError(f"{where} must name a nmf_lab.solvers.Solver, got {type(solver).__name__}")
+        if solver.name != entry_point.name:
+            raise ValueError(
+                f"{where} names a Solver called {solver.name!r}: the entry point's name must be the solver's name"
+            )
+        if found.get(solver.name, _REGISTRY.get(solver.name, solver)) is not solver:
+            raise ValueError(f"{where}: a different solver named {solver.name!r} is registered already")
+        found[solver.name] = solver
+    _REGISTRY.update(found)
+    _FROM_ENTRY_POINTS.update(found)
+    _entry_points_loaded = True
+
+
+def _unregister(name: str) -> None:
+    """Remove the solver ``name`` from the registry (tests clean up with it)."""
+    del _REGISTRY[name]
+    _FROM_ENTRY_POINTS.discard(name)
+
+
+def _forget_entry_points() -> None:
+    """Remove the solvers loaded from entry points; the registry looks for entry points again when next
+    asked (tests that install an entry point use it)."""
+    global _entry_points_loaded
+    for name in _FROM_ENTRY_POINTS:
+        _REGISTRY.pop(name, None)
+    _FROM_ENTRY_POINTS.clear()
+    _entry_points_loaded = False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -71,9 +265,7 @@ Solver = Callable[..., Iterator[Products]]
 # --------------------------------------------------------------------------------------------------------
 
 
-def multiplicative_updates(
-    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float
-) -> Iterator[Products]:
+def _multiplicative_updates(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float) -> Iterator[Products]:
     """Lee and Seung's multiplicative updates, Algorithm 1 of the spec (equations 12 and 13).
 
     Each iteration updates H first, then W with the new H::
@@ -120,9 +312,7 @@ def component_floor(A: np.ndarray, rank: int) -> float:
     return float(A.dtype.type(np.finfo(A.dtype).eps * scale))
 
 
-def hals_sweep(
-    X: np.ndarray, G_off: np.ndarray, C_scaled: np.ndarray, floor: float, work: np.ndarray
-) -> None:
+def _hals_sweep(X: np.ndarray, G_off: np.ndarray, C_scaled: np.ndarray, floor: float, work: np.ndarray) -> None:
     """One pass of exact coordinate minimisation over the rows of ``X`` (d x N), in place.
 
     For ``min_{X >= floor} ||B - F X||_F^2`` with ``G = F^T F`` (d x d) and ``C = F^T B`` (d x N), the best
@@ -131,7 +321,7 @@ def hals_sweep(
         x_k <- max(floor, (c_k - sum_{j != k} g_kj x_j) / g_kk)
 
     taken for k = 1..d in turn, each with the rows before it already new (Gauss-Seidel). The caller passes
-    ``G_off = g_kj / g_kk`` with a zero diagonal and ``C_scaled = c_k / g_kk`` (see :func:`hals_inner`), so
+    ``G_off = g_kj / g_kk`` with a zero diagonal and ``C_scaled = c_k / g_kk`` (see :func:`_hals_inner`), so
     a row costs one vector-matrix product with X and two passes over N numbers (``work``, a buffer of N).
     For H: ``X = H``, ``F = W`` (``G = W^T W``, ``C = W^T A``). For W: ``X = W^T``, ``F = H^T``
     (``G = H H^T``, ``C = (A H^T)^T``).
@@ -142,10 +332,8 @@ def hals_sweep(
         np.maximum(work, floor, out=X[k])
 
 
-def hals_inner(
-    X: np.ndarray, G: np.ndarray, C: np.ndarray, floor: float, *, max_sweeps: int, inner_tol: float
-) -> int:
-    """Up to ``max_sweeps`` :func:`hals_sweep` passes over ``X`` with the same ``G`` and ``C``; returns
+def _hals_inner(X: np.ndarray, G: np.ndarray, C: np.ndarray, floor: float, *, max_sweeps: int, inner_tol: float) -> int:
+    """Up to ``max_sweeps`` :func:`_hals_sweep` passes over ``X`` with the same ``G`` and ``C``; returns
     the number done.
 
     The stopping rule of Gillis & Glineur (2012): stop once a pass moves ``X`` by
@@ -159,13 +347,13 @@ def hals_inner(
     C_scaled = C / diagonal
     work = np.empty(X.shape[1], dtype=X.dtype)
     if max_sweeps == 1:
-        hals_sweep(X, G_off, C_scaled, floor, work)
+        _hals_sweep(X, G_off, C_scaled, floor, work)
         return 1
     before = np.empty_like(X)
     first_move = 0.0
     for sweep in range(1, max_sweeps + 1):
         np.copyto(before, X)
-        hals_sweep(X, G_off, C_scaled, floor, work)
+        _hals_sweep(X, G_off, C_scaled, floor, work)
         before -= X
         move = float(np.vdot(before, before))
         if sweep == 1:
@@ -175,11 +363,11 @@ def hals_inner(
     return sweep
 
 
-BALANCE_LIMIT = 1e4
-"""A component is rebalanced when ``||h_k|| / ||w_k||`` leaves ``[1 / BALANCE_LIMIT, BALANCE_LIMIT]``."""
+_BALANCE_LIMIT = 1e4
+"""A component is rebalanced when ``||h_k|| / ||w_k||`` leaves ``[1 / _BALANCE_LIMIT, _BALANCE_LIMIT]``."""
 
 
-def balancing_scale(WtW: np.ndarray, HHt: np.ndarray) -> np.ndarray | None:
+def _balancing_scale(WtW: np.ndarray, HHt: np.ndarray) -> np.ndarray | None:
     """``lambda_k = sqrt(||h_k|| / ||w_k||)`` for every k if some component is out of balance, else None.
 
     Rescaling ``w_k <- lambda_k w_k``, ``h_k <- h_k / lambda_k`` gives both the norm ``sqrt(||w_k|| ||h_k||)``
@@ -189,19 +377,19 @@ def balancing_scale(WtW: np.ndarray, HHt: np.ndarray) -> np.ndarray | None:
     of ``W^T W`` and ``H H^T``, so the check costs nothing.
     """
     ratio = np.sqrt(np.diagonal(HHt) / np.diagonal(WtW))
-    if np.all((ratio <= BALANCE_LIMIT) & (ratio >= 1 / BALANCE_LIMIT)):
+    if np.all((ratio <= _BALANCE_LIMIT) & (ratio >= 1 / _BALANCE_LIMIT)):
         return None
     return np.sqrt(ratio)
 
 
-class NonzeroPart:
+class _NonzeroPart:
     """``A`` without its all-zero rows and columns: the two m x n products and the HALS updates on the rest.
 
     A zero row i of ``A`` adds nothing to ``W^T A`` and makes row i of ``A H^T`` zero; likewise for zero
     columns. Image data often has many (pixels transparent in every image: 679 of the 1728 rows of the
     CryptoPunks matrix), and leaving them out of the products is exact and cuts their cost in proportion.
     The matching rows of W and columns of H are at the floor, their exact optimum whatever the other factor
-    is (in :func:`hals_sweep`, ``c_k = 0`` and ``sum_j g_kj x_j >= 0``), so the updates skip them too.
+    is (in :func:`_hals_sweep`, ``c_k = 0`` and ``sum_j g_kj x_j >= 0``), so the updates skip them too.
     ``A`` is copied once when it has zero rows or columns.
     """
 
@@ -233,21 +421,21 @@ class NonzeroPart:
         return full
 
     def update_H(self, H, WtW, WtA, floor: float, *, max_sweeps: int, inner_tol: float) -> None:
-        """:func:`hals_inner` on the columns of H that meet non-zero columns of A, in place."""
+        """:func:`_hals_inner` on the columns of H that meet non-zero columns of A, in place."""
         if self.all_cols:
-            hals_inner(H, WtW, WtA, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
+            _hals_inner(H, WtW, WtA, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
         else:
             H_part = H[:, self.cols]
-            hals_inner(H_part, WtW, WtA[:, self.cols], floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
+            _hals_inner(H_part, WtW, WtA[:, self.cols], floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
             H[:, self.cols] = H_part
 
     def update_W(self, W, HHt, AHt, floor: float, *, max_sweeps: int, inner_tol: float) -> None:
-        """:func:`hals_inner` on the rows of W that meet non-zero rows of A (as rows of ``W^T``), in place."""
+        """:func:`_hals_inner` on the rows of W that meet non-zero rows of A (as rows of ``W^T``), in place."""
         if self.all_rows:
-            hals_inner(W.T, HHt, AHt.T, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
+            _hals_inner(W.T, HHt, AHt.T, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
         else:
             W_part_t = np.ascontiguousarray(W[self.rows].T)
-            hals_inner(W_part_t, HHt, AHt[self.rows].T, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
+            _hals_inner(W_part_t, HHt, AHt[self.rows].T, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
             W[self.rows] = W_part_t.T
 
     def clamp_W(self, W: np.ndarray, floor: float) -> None:
@@ -261,11 +449,11 @@ class NonzeroPart:
         H[:, self.zero_cols] = floor
 
 
-def inner_sweep_budget(part: NonzeroPart, d: int, alpha: float) -> tuple[int, int]:
+def _inner_sweep_budget(part: _NonzeroPart, d: int, alpha: float) -> tuple[int, int]:
     """Gillis & Glineur's bound on the passes per update, ``1 + floor(alpha * rho)``, for (H, W).
 
     ``rho`` is the cost of the products an update needs over the cost of one pass, in flops. With the
-    non-zero part of A m' x n' (:class:`NonzeroPart`): for H, ``W^T A`` and ``W^T W`` (2m'n'd + 2md^2)
+    non-zero part of A m' x n' (:class:`_NonzeroPart`): for H, ``W^T A`` and ``W^T W`` (2m'n'd + 2md^2)
     against one pass over H (2nd^2), ``rho_H = 1 + (m'n' + md) / (n (d + 1))``; for W symmetrically,
     ``rho_W = 1 + (m'n' + nd) / (m (d + 1))``.
     """
@@ -275,13 +463,11 @@ def inner_sweep_budget(part: NonzeroPart, d: int, alpha: float) -> tuple[int, in
     return 1 + int(alpha * rho_H), 1 + int(alpha * rho_W)
 
 
-def _start_hals(
-    part: NonzeroPart, W: np.ndarray, H: np.ndarray, floor: float
-) -> tuple[np.ndarray, np.ndarray]:
+def _start_hals(part: _NonzeroPart, W: np.ndarray, H: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
     """Prepare the initial guess for HALS, in place; return ``W^T A`` and ``W^T W`` at it.
 
     Entries below the floor are raised to it, and the rows of W and columns of H for zero rows and columns
-    of A are put at it (:class:`NonzeroPart`). Then ``(W, H)`` is rescaled to the best multiple of itself,
+    of A are put at it (:class:`_NonzeroPart`). Then ``(W, H)`` is rescaled to the best multiple of itself,
     ``alpha W H`` with ``alpha = <A, WH> / ||WH||_F^2 = <W^T A, H> / <W^T W, H H^T>`` (Gillis & Glineur
     2012), split as ``sqrt(alpha)`` on each factor. ``W^T A`` is the product the first H update needs
     anyway, so the rescaling costs O((m + n) d^2).
@@ -302,27 +488,57 @@ def _start_hals(
     return WtA, WtW
 
 
-def _alternating_hals(
-    A: np.ndarray,
-    W: np.ndarray,
-    H: np.ndarray,
-    *,
-    sweeps: tuple[int, int] | None,
-    alpha: float,
-    inner_tol: float,
+def _hals(A: np.ndarray, W: np.ndarray, H: np.ndarray) -> Iterator[Products]:
+    """Hierarchical alternating least squares (Cichocki & Phan 2009), also known as coordinate descent.
+
+    Each iteration minimises ``||A - WH||_F`` exactly over one row of H at a time, then over one column of
+    W at a time (:func:`_hals_sweep`), with ``eps0`` the floor of :func:`component_floor`::
+
+        h_k <- max(eps0, ((W^T A)_k - sum_{j != k} (W^T W)_kj h_j) / (W^T W)_kk)      k = 1..d
+        w_k <- max(eps0, ((A H^T)_k - sum_{j != k} w_j (H H^T)_jk) / (H H^T)_kk)      k = 1..d
+
+    so the error never increases. The work is the same two products as ``mu`` (``W^T A``, ``A H^T``) plus
+    O((m + n) d^2); all-zero rows and columns of A are left out of the products (:class:`_NonzeroPart`).
+    Before the first iteration the initial guess is lifted to the floor and rescaled optimally
+    (:func:`_start_hals`). Nothing is divided by a quantity that can vanish. It is :func:`_accelerated_hals`
+    with ``alpha = 0``: a budget of one pass per update, where ``inner_tol`` plays no part.
+
+    Dead components. No entry is ever zero: where the exact update of a row ``h_k`` (or column ``w_k``)
+    is <= eps0, it is held at eps0. A component whose ``w_k`` is at the floor everywhere adds only
+    rounding to ``W H`` and is not removed; it comes back by itself once it can lower the error. Its next
+    update is ``h_k = max(eps0, 1^T R_k / (m eps0))``, ``R_k = A - sum_{j != k} w_j h_j``, so it returns on
+    every column that the other components under-fit on the whole (a positive column sum of ``R_k``),
+    and the following pass fits ``w_k`` to that residual. It returns with ``||w_k|| ~ eps0`` and
+    ``||h_k|| ~ 1 / eps0``, and is then rebalanced (:func:`_balancing_scale`) so that the floor stays
+    negligible for it. Where every column sum of ``R_k`` is <= 0, it stays at the floor: with exact zeros
+    instead of a floor, ``(W^T W)_kk = 0`` would divide by zero and nothing could ever revive it.
+    """
+    return _accelerated_hals(A, W, H, alpha=0.0, inner_tol=0.0)
+
+
+def _accelerated_hals(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, alpha: float, inner_tol: float
 ) -> Iterator[Products]:
-    """HALS iterations with up to ``sweeps = (passes over H, passes over W)`` per update, by default
-    Gillis & Glineur's budget for ``alpha`` (:func:`inner_sweep_budget`)."""
-    part, floor = NonzeroPart(A), component_floor(A, W.shape[1])
+    """Accelerated HALS (Gillis & Glineur 2012): :func:`_hals` with several passes per update.
+
+    The products ``W^T A`` and ``W^T W`` cost far more than one pass over H (2mnd against 2nd^2 flops), so
+    each update repeats the passes of :func:`_hals_sweep` on the same products, at most
+    ``1 + floor(alpha * rho)`` times (:func:`_inner_sweep_budget`), and stops early once a pass moves the
+    factor by less than ``inner_tol`` times the first pass did (:func:`_hals_inner`). Each pass is exact
+    block coordinate descent, so the error still never increases. The defaults (:data:`_AHALS_OPTIONS`)
+    are the paper's. The floor, the start, zero rows and columns of A and dead components are as in
+    :func:`_hals`.
+    """
+    part, floor = _NonzeroPart(A), component_floor(A, W.shape[1])
     WtA, WtW = _start_hals(part, W, H, floor)
-    sweeps_H, sweeps_W = sweeps if sweeps is not None else inner_sweep_budget(part, W.shape[1], alpha)
+    sweeps_H, sweeps_W = _inner_sweep_budget(part, W.shape[1], alpha)
     while True:
         part.update_H(H, WtW, WtA, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
         AHt = part.AHt(H)
         HHt = H @ H.T
         part.update_W(W, HHt, AHt, floor, max_sweeps=sweeps_W, inner_tol=inner_tol)
         WtW = W.T @ W
-        scale = balancing_scale(WtW, HHt)
+        scale = _balancing_scale(WtW, HHt)
         if scale is not None:  # rare: W H and the error stay, the products are taken afresh
             W *= scale
             H /= scale[:, None]
@@ -333,73 +549,23 @@ def _alternating_hals(
         yield Products(AHt=AHt, HHt=HHt, WtW=WtW, WtA=WtA)
 
 
-def hals(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float = 0.0) -> Iterator[Products]:
-    """Hierarchical alternating least squares (Cichocki & Phan 2009), also known as coordinate descent.
-
-    Each iteration minimises ``||A - WH||_F`` exactly over one row of H at a time, then over one column of
-    W at a time (:func:`hals_sweep`), with ``eps0`` the floor of :func:`component_floor`::
-
-        h_k <- max(eps0, ((W^T A)_k - sum_{j != k} (W^T W)_kj h_j) / (W^T W)_kk)      k = 1..d
-        w_k <- max(eps0, ((A H^T)_k - sum_{j != k} w_j (H H^T)_jk) / (H H^T)_kk)      k = 1..d
-
-    so the error never increases. The work is the same two products as ``mu`` (``W^T A``, ``A H^T``) plus
-    O((m + n) d^2); all-zero rows and columns of A are left out of the products (:class:`NonzeroPart`).
-    Before the first iteration the initial guess is lifted to the floor and rescaled optimally
-    (:func:`_start_hals`). ``delta`` is not used: nothing is divided by a quantity that can vanish.
-
-    Dead components. No entry is ever zero: where the exact update of a row ``h_k`` (or column ``w_k``)
-    is <= eps0, it is held at eps0. A component whose ``w_k`` is at the floor everywhere adds only
-    rounding to ``W H`` and is not removed; it comes back by itself once it can lower the error. Its next
-    update is ``h_k = max(eps0, 1^T R_k / (m eps0))``, ``R_k = A - sum_{j != k} w_j h_j``, so it returns on
-    every column that the other components under-fit on the whole (a positive column sum of ``R_k``),
-    and the following pass fits ``w_k`` to that residual. It returns with ``||w_k|| ~ eps0`` and
-    ``||h_k|| ~ 1 / eps0``, and is then rebalanced (:func:`balancing_scale`) so that the floor stays
-    negligible for it. Where every column sum of ``R_k`` is <= 0, it stays at the floor: with exact zeros
-    instead of a floor, ``(W^T W)_kk = 0`` would divide by zero and nothing could ever revive it.
-    """
-    return _alternating_hals(A, W, H, sweeps=(1, 1), alpha=0.0, inner_tol=0.0)
-
-
-def accelerated_hals(
+def _extrapolated_hals(
     A: np.ndarray,
     W: np.ndarray,
     H: np.ndarray,
     *,
-    delta: float = 0.0,
-    alpha: float = 0.5,
-    inner_tol: float = 0.1,
-) -> Iterator[Products]:
-    """Accelerated HALS (Gillis & Glineur 2012): :func:`hals` with several passes per update.
-
-    The products ``W^T A`` and ``W^T W`` cost far more than one pass over H (2mnd against 2nd^2 flops), so
-    each update repeats the passes of :func:`hals_sweep` on the same products, at most
-    ``1 + floor(alpha * rho)`` times (:func:`inner_sweep_budget`), and stops early once a pass moves the
-    factor by less than ``inner_tol`` times the first pass did (:func:`hals_inner`). Each pass is exact
-    block coordinate descent, so the error still never increases. The defaults are the paper's. ``delta``
-    is not used; the floor, the start, zero rows and columns of A and dead components are as in
-    :func:`hals`.
-    """
-    return _alternating_hals(A, W, H, sweeps=None, alpha=alpha, inner_tol=inner_tol)
-
-
-def extrapolated_hals(
-    A: np.ndarray,
-    W: np.ndarray,
-    H: np.ndarray,
-    *,
-    delta: float = 0.0,
-    alpha: float = 0.5,
-    inner_tol: float = 0.1,
-    beta0: float = 0.5,
-    eta: float = 1.5,
-    gamma: float = 1.01,
-    gamma_bar: float = 1.005,
+    alpha: float,
+    inner_tol: float,
+    beta0: float,
+    eta: float,
+    gamma: float,
+    gamma_bar: float,
 ) -> Iterator[Products]:
     """Accelerated HALS with extrapolation and restarts (Ang & Gillis 2019, "E-A-HALS").
 
     Beside the accepted iterates ``(W_k, H_k)`` the method keeps extrapolated points ``(Wy, Hy)``, the
-    starting points of the next updates. With ``U(X0; G, C)`` the :func:`hals_inner` passes of
-    :func:`accelerated_hals` started at ``X0``, one iteration is::
+    starting points of the next updates. With ``U(X0; G, C)`` the :func:`_hals_inner` passes of
+    :func:`_accelerated_hals` started at ``X0``, one iteration is::
 
         H_new = U(Hy;  Wy^T Wy, Wy^T A)                       update H at the extrapolated W
         Hy    = max(eps0, H_new + beta (H_new - H_k))         extrapolate, project
@@ -422,16 +588,16 @@ def extrapolated_hals(
     Its error curve is not monotone (a rise is what triggers a restart): :func:`nmf_lab.nmf.fit_nmf`
     returns the best reported iterate. The error that decides a restart is the one ``fit_nmf`` sends back
     (exact even near zero); with plain ``next()`` the solver uses the cheap product formula instead.
-    The defaults are the papers' (alpha 0.5, inner_tol 0.1; beta0 0.5, eta 1.5, gamma 1.01, gamma_bar
-    1.005 for A-HALS); on the CryptoPunks matrix others did no better. When a component needs rebalancing
-    (:func:`balancing_scale`) every point, accepted, new and extrapolated, gets the same rescaling, which
-    keeps the extrapolation exact. ``delta`` is not used; the floor, the start, zero rows and columns of A
-    and dead components are as in :func:`hals`.
+    The defaults (:data:`_EXTRAPOLATION_OPTIONS`) are the papers' (alpha 0.5, inner_tol 0.1; beta0 0.5,
+    eta 1.5, gamma 1.01, gamma_bar 1.005 for A-HALS); on the CryptoPunks matrix others did no better. When
+    a component needs rebalancing (:func:`_balancing_scale`) every point, accepted, new and extrapolated,
+    gets the same rescaling, which keeps the extrapolation exact. The floor, the start, zero rows and
+    columns of A and dead components are as in :func:`_hals`.
     """
     norm2 = None  # ||A||_F^2, only needed when no error is sent back
-    part, floor = NonzeroPart(A), component_floor(A, W.shape[1])
+    part, floor = _NonzeroPart(A), component_floor(A, W.shape[1])
     WtA, WtW = _start_hals(part, W, H, floor)
-    sweeps_H, sweeps_W = inner_sweep_budget(part, W.shape[1], alpha)
+    sweeps_H, sweeps_W = _inner_sweep_budget(part, W.shape[1], alpha)
 
     W_acc, H_acc, WtA_acc = W.copy(), H.copy(), WtA  # the accepted iterate (W_k, H_k) and W_k^T A
     WyA, WyWy = WtA, WtW  # Wy^T A and Wy^T Wy; W and H themselves hold Wy and Hy between iterations
@@ -458,7 +624,7 @@ def extrapolated_hals(
                 norm2 = float(np.einsum("ij,ij->", A, A, dtype=np.float64))
             error = np.sqrt(max(norm2 - 2 * _inner(AHt, W) + _inner(WtW, HHt), 0.0))
 
-        scale = balancing_scale(WtW, HHt)
+        scale = _balancing_scale(WtW, HHt)
         if scale is not None:  # the same rescaling of every point keeps the extrapolation exact
             for X in (W, W_acc):
                 X *= scale
@@ -493,13 +659,85 @@ def _inner(X: np.ndarray, Y: np.ndarray) -> float:
     return float(np.vdot(X.astype(np.float64, copy=False), Y.astype(np.float64, copy=False)))
 
 
-SOLVERS: dict[str, Solver] = {
-    "mu": multiplicative_updates,
-    "hals": hals,
-    "ahals": accelerated_hals,
-    "ahals_extrapolated": extrapolated_hals,
-}
-"""Solvers by the name ``fit_nmf(..., solver=name)`` knows them by."""
+# --------------------------------------------------------------------------------------------------------
+# The built-in entries
+# --------------------------------------------------------------------------------------------------------
 
-NON_MONOTONE: frozenset[str] = frozenset({"ahals_extrapolated"})
-"""Solvers whose error may rise from one iteration to the next; ``fit_nmf`` returns their best iterate."""
+
+def _finite_at_least(low: float) -> Callable[[float], bool]:
+    return lambda value: math.isfinite(value) and value >= low
+
+
+_AHALS_OPTIONS = {
+    "alpha": Option(
+        0.5,
+        _finite_at_least(0.0),
+        "a finite number >= 0",
+        "at most 1 + floor(alpha * rho) passes per update, rho = cost of its products / cost of a pass "
+        "(0: one pass, plain HALS)",
+    ),
+    "inner_tol": Option(
+        0.1,
+        lambda value: 0.0 <= value < 1.0,
+        "a number in [0, 1)",
+        "stop the passes of an update once one moves the factor by <= inner_tol times the first did",
+    ),
+}
+"""The options of ``ahals`` (Gillis & Glineur 2012); ``ahals_extrapolated`` has them too."""
+
+_EXTRAPOLATION_OPTIONS = {
+    **_AHALS_OPTIONS,
+    "beta0": Option(0.5, lambda value: 0.0 <= value <= 1.0, "a number in [0, 1]", "the initial extrapolation weight"),
+    "eta": Option(
+        1.5,
+        lambda value: math.isfinite(value) and value > 1.0,
+        "a finite number > 1",
+        "on a restart (the error rose), beta <- beta / eta",
+    ),
+    "gamma": Option(
+        1.01, _finite_at_least(1.0), "a finite number >= 1", "on an accepted step, beta <- min(cap, gamma * beta)"
+    ),
+    "gamma_bar": Option(
+        1.005, _finite_at_least(1.0), "a finite number >= 1", "on an accepted step, cap <- min(1, gamma_bar * cap)"
+    ),
+}
+"""The options of ``ahals_extrapolated`` (Ang & Gillis 2019)."""
+
+for _solver in (
+    Solver(
+        name="mu",
+        update=_multiplicative_updates,
+        monotone=True,
+        options={
+            "delta": Option(
+                1e-9,
+                _finite_at_least(0.0),
+                "a finite number >= 0",
+                "added to each denominator (the spec suggests 1e-9..1e-6)",
+            )
+        },
+        summary="multiplicative updates (Algorithm 1): H <- H * (W^T A) / (W^T W H + delta), then W alike",
+    ),
+    Solver(
+        name="hals",
+        update=_hals,
+        monotone=True,
+        summary="HALS: one exact coordinate-descent pass over the rows of H, then over the columns of W",
+    ),
+    Solver(
+        name="ahals",
+        update=_accelerated_hals,
+        monotone=True,
+        options=_AHALS_OPTIONS,
+        summary="accelerated HALS: several passes over H, then over W, per pair of products with A",
+    ),
+    Solver(
+        name="ahals_extrapolated",
+        update=_extrapolated_hals,
+        monotone=False,
+        options=_EXTRAPOLATION_OPTIONS,
+        summary="accelerated HALS with extrapolation and restarts; its error may rise, its best iterate is kept",
+    ),
+):
+    register_solver(_solver)
+del _solver

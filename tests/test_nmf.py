@@ -7,9 +7,16 @@ import re
 import numpy as np
 import pytest
 
+import nmf_lab
 from nmf_lab import fit_nmf, numerical_rank, random_init, truncated_svd, truncation_errors
-from nmf_lab.data.toy import TOY_MATRICES
-from nmf_lab.solvers import multiplicative_updates
+from nmf_lab.data.toy import MOVIE_RATINGS, TOY_MATRICES
+from nmf_lab.errors import InvalidOption
+from nmf_lab.solvers import get_solver
+
+
+def multiplicative_updates(A, W, H, delta):
+    """The registered "mu" update generator (Algorithm 1), in place on ``W`` and ``H``."""
+    return get_solver("mu").update(A, W, H, delta=delta)
 
 
 def naive_algorithm_1(A, W, H, delta, max_iter):
@@ -113,22 +120,34 @@ def test_nmf_error_is_bounded_below_by_the_truncated_svd(shape, rank):
 
 
 @pytest.mark.parametrize(
-    "name, rank, reaches",
-    [("A3", 2, 1e-8), ("A3", 3, 1e-8), ("A1", 2, 1e-8), ("A4", 3, 1e-2), ("A2", 1, 1.0)],
+    "A, rank, reaches",
+    [
+        (TOY_MATRICES["A3"], 2, 1e-8),
+        (TOY_MATRICES["A3"], 3, 1e-8),
+        (TOY_MATRICES["A1"], 2, 1e-8),
+        (TOY_MATRICES["A4"], 3, 1e-2),
+        (TOY_MATRICES["A2"], 1, 1.0),
+        (MOVIE_RATINGS, 2, 3.0),
+    ],
+    ids=["A3-2", "A3-3", "A1-2", "A4-3", "A2-1", "movies-2"],
 )
-def test_tracked_errors_match_the_exact_norm_at_every_iteration(name, rank, reaches):
-    """Every errors[k] within a relative 1e-6 of ||A - W_k H_k||_F, also where it falls to ~1e-9."""
-    A = TOY_MATRICES[name]
+def test_toy_error_curves_are_exact(A, rank, reaches):
+    """On a toy matrix every errors[k] is ||A - W_k H_k||_F to the last bit or so (relative 1e-15), also where
+    it falls to ~1e-9; the iterates come from an independent run of the same updates. The product formula
+    ||A||^2 - 2<AH^T, W> + <W^T W, HH^T> on the same iterates is further off than that."""
     result = fit_nmf(A, rank, seed=0, max_iter=1000)
     W, H = random_init(A, rank, seed=0)
-    exact = [np.linalg.norm(A - W @ H)]
+    exact, formula = [np.linalg.norm(A - W @ H)], [np.nan]
     steps = multiplicative_updates(A, W, H, delta=1e-9)
     for _ in range(1000):
-        next(steps)
+        products = next(steps)
         exact.append(np.linalg.norm(A - W @ H))
-    exact = np.array(exact)
+        squared = np.sum(A * A) - 2 * np.vdot(products.AHt, W) + np.vdot(products.WtW, products.HHt)
+        formula.append(np.sqrt(max(squared, 0.0)))
+    exact, formula = np.array(exact), np.array(formula)
     assert exact[-1] < reaches
-    np.testing.assert_allclose(result.errors, exact, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(result.errors, exact, rtol=1e-15, atol=0)
+    assert np.nanmax(np.abs(formula - exact) / exact) > 1e-15
 
 
 def test_float32_stays_float32_and_integers_become_float64():
@@ -169,7 +188,10 @@ GOOD = np.ones((3, 2))
         ((GOOD, 1.5), {}, "rank must be a positive integer, got 1.5"),
         ((GOOD, True), {}, "rank must be a positive integer, got True"),
         ((GOOD, 1), {"max_iter": -1}, "max_iter must be an integer >= 0, got -1"),
-        ((GOOD, 1), {"delta": -1e-9}, "delta must be a finite number >= 0, got -1e-09"),
+        ((GOOD, 1), {"delta": -1e-9}, "delta=-1e-09: a finite number >= 0"),
+        ((GOOD, 1), {"delta": True}, "delta=True: a finite number >= 0"),
+        ((GOOD, 1), {"solver": "hals", "delta": 1e-9}, "solver 'hals' has no option 'delta'; it has no options"),
+        ((GOOD, 1), {"max_iters": 5}, "solver 'mu' has no option 'max_iters'; its options are delta"),
         ((GOOD, 1), {"seed": -3}, "seed must be an integer >= 0, got -3"),
         ((GOOD, 1), {"solver": "newton"}, "unknown solver 'newton'; known solvers: "),
         ((GOOD, 1), {"init": (np.ones((3, 2)), np.ones((1, 2)))}, "init W0 must have shape (3, 1)"),
@@ -186,6 +208,43 @@ def test_bad_input_raises_a_clear_error(args, kwargs, message):
 def test_unknown_solver_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"known solvers: .*\bmu\b"):
         fit_nmf(GOOD, 1, solver="newton")
+
+
+@pytest.mark.parametrize("delta", [-1.0, float("inf"), "1e-9", True])
+def test_a_bad_delta_is_an_invalid_option(delta):
+    with pytest.raises(InvalidOption) as info:
+        fit_nmf(GOOD, 1, solver="mu", delta=delta)
+    assert info.value.key == "delta"
+
+
+def test_delta_is_the_safe_division_constant_of_mu():
+    """fit_nmf(A, d, solver="mu", max_iter=..., delta=..., seed=...) keeps working, delta reaching the updates:
+    the run matches the literal Algorithm 1 with that delta, and differs from the default 1e-9."""
+    A = random_nonnegative((8, 7), seed=2)
+    result = fit_nmf(A, 3, solver="mu", max_iter=50, delta=1e-2, seed=0)
+    _, _, errors = naive_algorithm_1(A, *random_init(A, 3, seed=0), 1e-2, 50)
+    np.testing.assert_allclose(result.errors, errors, rtol=1e-12)
+    assert result.options == {"delta": 1e-2}
+    assert not np.allclose(fit_nmf(A, 3, max_iter=50, seed=0).errors, errors, rtol=1e-6)
+
+
+def test_the_package_exports_the_registry_api():
+    assert sorted(nmf_lab.__all__) == sorted(
+        [
+            "fit_nmf",
+            "NMFResult",
+            "random_init",
+            "truncated_svd",
+            "truncation_errors",
+            "numerical_rank",
+            "Solver",
+            "Option",
+            "register_solver",
+            "solver_names",
+        ]
+    )
+    assert all(hasattr(nmf_lab, name) for name in nmf_lab.__all__)
+    assert not hasattr(nmf_lab, "SOLVERS")
 
 
 @pytest.mark.parametrize("name, rank", [("A1", 2), ("A2", 2), ("A3", 2), ("A4", 3)])
