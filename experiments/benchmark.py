@@ -17,18 +17,64 @@ import io
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from experiments.images import load
+from experiments.shared import load_matrix
 from nmf_lab import fit_nmf, random_init
-from nmf_lab.data.images import images_to_matrix
+from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import error_against_time
+from nmf_lab.solvers import solver_names
+
+
+@dataclass
+class BenchmarkSettings:
+    """``benchmark``: what the benchmark measures (all timings in one process, one initial guess).
+
+    ``solvers``: nmf-lab's solvers to race to the target, with their default options (``name`` or
+    ``name:float32``); ``sklearn``: also time scikit-learn's NMF ("mu" and "cd"); ``repeats``: timings are the
+    median of this many; ``timing_iterations``: iterations per timing of seconds per iteration;
+    ``target_iter``: the target error is nmf-lab mu's error after this many iterations; ``time_limit``:
+    seconds a solver may take to reach it.
+    """
+
+    solvers: list[str] = field(
+        default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated", "ahals_extrapolated:float32"]
+    )
+    sklearn: bool = True
+    repeats: int = 5
+    timing_iterations: int = 10
+    target_iter: int = 1000
+    time_limit: float = 900.0
+
+    def check(self) -> None:
+        known = solver_names()
+        unknown = [
+            entry
+            for entry in self.solvers
+            if entry.partition(":")[0] not in known or entry.partition(":")[2] not in ("", "float32", "float64")
+        ]
+        if unknown or not self.solvers:
+            raise InvalidOption(
+                "solvers",
+                self.solvers,
+                f"a non-empty list of {', '.join(known)}, each optionally with :float32 or :float64",
+            )
+        for key, minimum in (("repeats", 1), ("timing_iterations", 2), ("target_iter", 1)):
+            if getattr(self, key) < minimum:
+                raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
+        if not self.time_limit > 0:
+            raise InvalidOption("time_limit", self.time_limit, "a number of seconds > 0")
+
+
+SETTINGS = {"benchmark": BenchmarkSettings}
+"""The config node of this study's own settings."""
 
 
 def run(settings, run) -> None:
     bench = settings.benchmark
-    A, _ = images_to_matrix(load(settings.data).images)
+    A = load_matrix(settings.data)
     d, norm = settings.rank, float(np.linalg.norm(A))
     W0, H0 = random_init(A, d, settings.seed)
     timings: dict[str, float] = {}
@@ -50,9 +96,19 @@ def run(settings, run) -> None:
     to_target: dict[str, float] = {}
     for solver in bench.solvers:  # "name" or "name:float32"
         name, _, dtype = solver.partition(":")
-        result = reference if solver == "mu" else fit_nmf(
-            A, d, init=(W0, H0), solver=name, dtype=dtype or None, max_iter=10**7,
-            time_limit=bench.time_limit, callback=lambda k, error: error <= target,
+        result = (
+            reference
+            if solver == "mu"
+            else fit_nmf(
+                A,
+                d,
+                init=(W0, H0),
+                solver=name,
+                dtype=dtype or None,
+                max_iter=10**7,
+                time_limit=bench.time_limit,
+                callback=lambda k, error: error <= target,
+            )
         )
         curves[solver] = (result.times, result.errors / norm)
         to_target[solver] = first_time_below(result.times, result.errors, target)
@@ -76,7 +132,8 @@ def run(settings, run) -> None:
     run.log_text(csv_text, "tables/benchmark.csv")
     print(markdown)
     figure = error_against_time(
-        curves, target=target / norm,
+        curves,
+        target=target / norm,
         title=f"Relative error against time: A is {A.shape[0]} x {A.shape[1]}, d = {d}",
     )
     run.log_figure(figure, "figures/error_against_time.png")

@@ -1,90 +1,68 @@
-"""Spec Task 2: NMF of CryptoPunks images: the data (2a, 2b), basis images (2c), reconstructions (2d), and
-in a sweep over d the error curves (2e) and the final error against d next to the truncated SVD (2f)."""
+"""Spec Task 2: NMF of an image set (CryptoPunks by default, any ``data=`` image loader): the data (2a, 2b),
+basis images (2c), reconstructions (2d), and in a sweep over d the error curves (2e) and the final error
+against d next to the truncated SVD (2f)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from experiments.fitting import fit
+from experiments.shared import display_images, draw_basis, draw_reconstructions, fit_and_log, shown, warn_if_full_rank
 from nmf_lab import numerical_rank, truncation_errors
-from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images, opaque
-from nmf_lab.data.punks import PunkSet, load_punks, select_punks
-from nmf_lab.figures import (
-    basis_grid,
-    error_against_rank,
-    error_curves,
-    image_grid,
-    mean_and_transparency,
-    side_by_side_grids,
-)
-from nmf_lab.tracking import log_factorization
-
-SHOWN = 64
-"""How many images the grids show (spec 2a: 64 on an 8 x 8 grid)."""
+from nmf_lab.data.images import ImageSet
+from nmf_lab.figures import error_against_rank, error_curves, image_grid, mean_image
 
 
 def run(settings, run) -> None:
-    punks = load(settings.data)
-    A, alpha = images_to_matrix(punks.images)
-    run.log_dataset(A, name="cryptopunks", source=punks.source)
-    describe_data(punks, A, run)
-    result = fit(A, settings)
-    log_factorization(run, A, result)
+    image_set = settings.data.load()
+    A = image_set.matrix()
+    run.log_dataset(A, name=image_set.name, source=image_set.source)
+    describe_data(image_set, A, run)
+    warn_if_full_rank(A, settings.rank)
+    result = fit_and_log(A, settings, run)
     run.log_metrics({"svd_error": svd_error(A, settings.rank)})
-    shown = slice(0, min(SHOWN, A.shape[1]))
+    first = shown(image_set)
     d = settings.rank
-    draw_basis(result.W, punks.images.shape[:2], run, name="2c_basis_images", title="Task 2c")
+    draw_basis(result.W, image_set.shape, run, name="2c_basis_images", title="Task 2c")
     draw_reconstructions(
         [
-            ("originals", punks.images[..., shown]),
-            (f"reconstructions WH (d = {d})", reconstruct(result.W @ result.H[:, shown], alpha[..., shown])),
+            ("originals", first.images),
+            (f"reconstructions WH (d = {d})", display_images(image_set, result.W @ result.H[:, : first.n])),
         ],
         run,
+        alpha=first.alpha,
         name="2d_reconstructions",
         title="Task 2d: reconstructions (colours clipped to [0, 1])",
     )
 
 
-def load(data) -> PunkSet:
-    """The punks the ``data`` config selects (``data.n_images``, ``data.subset``, ...)."""
-    ids = select_punks(data.n_images, subset=data.subset, seed=data.subset_seed)
-    return load_punks(ids, path=data.path, folder=data.folder, url=data.url)
+def describe_data(image_set: ImageSet, A: np.ndarray, run) -> None:
+    """Task 2a (the first 64 images) and 2b (the mean image, the numerical rank of A, and the pixels that
+    are never opaque or always 0).
 
-
-def describe_data(punks: PunkSet, A: np.ndarray, run) -> None:
-    """Task 2a (64 images) and 2b (mean image, never-opaque pixels, numerical rank of A)."""
-    images = punks.images
-    shown = images[..., :SHOWN]
-    run.log_figure(image_grid(shown, title=f"Task 2a: {shown.shape[-1]} CryptoPunks"), "figures/2a_images.png")
-    always_transparent = ~opaque(images).any(axis=-1)
-    figure = mean_and_transparency(
-        images.mean(axis=-1), always_transparent, title=f"Task 2b: the mean of {images.shape[-1]} punks"
+    Metrics: ``numerical_rank``; ``always_transparent_pixels``, the pixels whose alpha is 0 in every image
+    (0 for a set without alpha: all its pixels are opaque); ``always_zero_pixels``, the pixels whose every
+    colour channel is 0 in every image (the transparent background of the punks, the margins of digits).
+    """
+    first = shown(image_set)
+    name, n = image_set.name, image_set.n
+    figure = image_grid(first.images, first.alpha, title=f"Task 2a: {first.n} images of {name}")
+    run.log_figure(figure, "figures/2a_images.png")
+    alpha = image_set.alpha
+    never_opaque = None if alpha is None else ~(alpha > 0).any(axis=-1)
+    figure = mean_image(
+        image_set.images.mean(axis=-1),
+        None if alpha is None else alpha.mean(axis=-1),
+        never_opaque,
+        title=f"Task 2b: the mean of {n} images of {name}",
     )
     run.log_figure(figure, "figures/2b_mean_image.png")
     run.log_metrics(
-        {"always_transparent_pixels": int(always_transparent.sum()), "numerical_rank": numerical_rank(A)}
+        {
+            "always_transparent_pixels": 0 if never_opaque is None else int(never_opaque.sum()),
+            "always_zero_pixels": int((image_set.images == 0).all(axis=(2, 3)).sum()),
+            "numerical_rank": numerical_rank(A),
+        }
     )
-
-
-def draw_basis(W: np.ndarray, shape: tuple[int, int], run, *, name: str, title: str) -> None:
-    """The columns of W as images (Task 2c, 3b), also as the MLflow image ``basis_images``."""
-    figure = basis_grid(W, shape, title=f"{title}: the {W.shape[1]} columns of W as images")
-    run.log_figure(figure, f"figures/{name}.png", compare_key="basis_images")
-
-
-def draw_reconstructions(panels, run, *, name: str, title: str) -> None:
-    """Grids of the same images side by side (Task 2d, 3b), also as the MLflow image ``reconstructions``.
-
-    ``panels``: (caption, RGBA images (h, w, 4, n)) pairs, e.g. originals and reconstructions.
-    """
-    figure = side_by_side_grids(panels, title=title)
-    run.log_figure(figure, f"figures/{name}.png", compare_key="reconstructions")
-
-
-def reconstruct(X: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """The images (h, w, 4, n) of a reconstruction X ((h * w * 3) x n, e.g. W H) with their alpha
-    re-attached and colours clipped to [0, 1] for display."""
-    return for_display(matrix_to_images(X, alpha))
 
 
 def svd_error(A: np.ndarray, rank: int) -> float:

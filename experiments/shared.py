@@ -1,15 +1,21 @@
-"""The one way the studies fit an NMF: the job's solver settings, and a progress bar on a terminal."""
+"""What the studies share: the one way they fit and log a factorization, and (for image studies) loading an
+image set, drawing grids and reconstructions. A study imports this module, never another study."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
+from nmf_lab.data.images import ImageSet
+from nmf_lab.figures import basis_grid, side_by_side_grids
 from nmf_lab.progress import fit_progress
 
 
 def fit(A: np.ndarray, settings) -> NMFResult:
-    """:func:`nmf_lab.fit_nmf` of ``A`` with ``settings.rank``, ``settings.seed`` and ``settings.solver``."""
+    """:func:`nmf_lab.fit_nmf` of ``A`` with ``settings.rank``, ``settings.seed`` and ``settings.solver``
+    (its name, stopping rule, dtype and the solver's own options), with a progress bar on a terminal."""
     solver = settings.solver
     with fit_progress(solver.max_iter, f"{solver.name}, d = {settings.rank}") as callback:
         return fit_nmf(
@@ -17,10 +23,89 @@ def fit(A: np.ndarray, settings) -> NMFResult:
             settings.rank,
             solver=solver.name,
             max_iter=solver.max_iter,
-            delta=solver.delta,
             seed=settings.seed,
             dtype=solver.dtype,
             tol=solver.tol,
             time_limit=solver.time_limit,
             callback=callback,
+            **solver.options,
         )
+
+
+def fit_and_log(A: np.ndarray, settings, run) -> NMFResult:
+    """Fit ``A`` (m x n) as :func:`fit` does and log what every NMF run logs
+    (:func:`nmf_lab.tracking.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
+    from nmf_lab.figures import error_curves
+
+    result = fit(A, settings)
+    run.log_factorization(A, result)
+    title = f"{result.solver}, d = {result.W.shape[1]}: final error {result.final_error:.4g}"
+    run.log_figure(error_curves({"error": result.errors}, title=title), "figures/error_curve.png")
+    return result
+
+
+# -- image studies: what the image study and the denoising study draw, for any ImageSet -----------------
+
+SHOWN = 64
+"""How many images the grids show (spec 2a: 64 on an 8 x 8 grid): the first 64 of the set."""
+
+
+def load_matrix(loader) -> np.ndarray:
+    """The matrix A a data loader gives: an image set's :meth:`~nmf_lab.data.images.ImageSet.matrix`, or
+    the matrix itself (the toy loaders)."""
+    data = loader.load()
+    return data.matrix() if isinstance(data, ImageSet) else np.asarray(data, dtype=np.float64)
+
+
+def warn_if_full_rank(A: np.ndarray, rank: int) -> None:
+    """Say so (a logged warning) when d is at least the smaller side of A: then W H can equal A, noise and
+    all, and the factorization summarizes nothing (e.g. d = 64 for the 64-pixel digits)."""
+    if rank >= min(A.shape):
+        logging.getLogger("experiments").warning(
+            "rank d = %d >= min(m, n) = %d for A of shape %s: W H can reproduce A exactly (noise included); "
+            "choose a smaller rank, e.g. rank=%d",
+            rank,
+            min(A.shape),
+            A.shape,
+            max(1, min(A.shape) // 4),
+        )
+
+
+def shown(image_set):
+    """The images the grids show: the first :data:`SHOWN` of the set (all, when it has fewer)."""
+    return image_set.subset(slice(0, min(SHOWN, image_set.n)))
+
+
+def dataset_name(image_set, sigma: float = 0.0) -> str:
+    """The name of the run's dataset input: the set's name, with ``-noisy`` only when noise was added."""
+    return f"{image_set.name}-noisy" if sigma > 0 else image_set.name
+
+
+def display_images(image_set, X: np.ndarray) -> np.ndarray:
+    """The images (h, w, c, k) of the k columns of a reconstruction X (e.g. W H), colours clipped to [0, 1]
+    for display (spec 4.2 step 5); the opacity is the set's own, passed to the figure alongside."""
+    return np.clip(image_set.images_from_matrix(X), 0.0, 1.0)
+
+
+def postprocess(X: np.ndarray, opaque: np.ndarray) -> np.ndarray:
+    """What the noise model guarantees, applied to a reconstruction X ((h * w * c) x n): values lie in
+    [0, 1], and the entries of transparent pixels (``opaque`` False, see
+    :meth:`~nmf_lab.data.images.ImageSet.opaque_entries`) are 0. Without alpha it only clips."""
+    return np.where(opaque, np.clip(X, 0.0, 1.0), 0.0)
+
+
+def draw_basis(W: np.ndarray, shape: tuple[int, int], run, *, name: str, title: str) -> None:
+    """The columns of W as images of ``shape`` (h, w) (Task 2c, 3b), also as the MLflow image
+    ``basis_images``."""
+    figure = basis_grid(W, shape, title=f"{title}: the {W.shape[1]} columns of W as images")
+    run.log_figure(figure, f"figures/{name}.png", compare_key="basis_images")
+
+
+def draw_reconstructions(panels, run, *, alpha: np.ndarray | None, name: str, title: str) -> None:
+    """Grids of the same images side by side (Task 2d, 3b), also as the MLflow image ``reconstructions``.
+
+    ``panels``: (caption, images (h, w, c, k)) pairs, e.g. originals and reconstructions; ``alpha``
+    (h, w, k): their opacity, or None.
+    """
+    figure = side_by_side_grids(panels, alpha, title=title)
+    run.log_figure(figure, f"figures/{name}.png", compare_key="reconstructions")

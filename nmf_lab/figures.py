@@ -61,9 +61,7 @@ def error_curve_panels(
     return figure
 
 
-def heatmaps(
-    panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]], *, title: str
-) -> Figure:
+def heatmaps(panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]], *, title: str) -> Figure:
     """Labelled heat maps with the value in each cell: ``(title, matrix, row labels, column labels)``."""
     widths = [max(2.0, 0.75 * matrix.shape[1]) for _, matrix, _, _ in panels]
     height = max(2.5, 0.55 * max(matrix.shape[0] for _, matrix, _, _ in panels) + 1.3)
@@ -88,20 +86,47 @@ def _positive(errors: np.ndarray) -> np.ndarray:
     return np.where(errors > 0, errors, np.nan)
 
 
-# -- pixel art: nearest-neighbour, no anti-aliasing, transparent pixels on a grey background -----------
+# -- images: nearest-neighbour, no anti-aliasing when enlarged, transparent pixels on a grey background -----
+#
+# Images are colour arrays (h, w, c, n) in [0, 1] with c = 1 (grayscale) or 3 (RGB), plus an optional opacity
+# (h, w, n). Every picture is turned into RGB before it is drawn: a grayscale value v is the grey (v, v, v),
+# 0 black and 1 white, exactly as a colour image with three equal channels would be (no colour map, no
+# rescaling). Transparent pixels are blended with the grey BACKGROUND. The pixel scale (screen pixels per
+# image pixel) follows from the image size: small images are enlarged by a whole factor, larger ones scaled
+# by the exact ratio (and shrunk so that a figure stays within MAX_FIGURE_PIXELS).
 
 BACKGROUND = 0.55
 """The grey that transparent pixels are drawn on (spec figure 4)."""
+GAP = 1.0
+"""The colour (white) of the one-pixel gaps between the images of a grid."""
+TILE_PIXELS = 96
+"""About how many screen pixels an image of a grid spans (4 per pixel for 24 x 24 punks, 12 for 8 x 8)."""
+SINGLE_PIXELS = 240
+"""About how many screen pixels a single large picture (the mean image of Task 2b) spans."""
+MAX_FIGURE_PIXELS = 1800
+"""The largest width or height of a picture panel row, in screen pixels (at 100 dpi)."""
 
 
-def over_background(images: np.ndarray, background: float = BACKGROUND) -> np.ndarray:
-    """RGBA images (h, w, 4, N) composited on grey: (h, w, 3, N) RGB in [0, 1] (colours clipped first)."""
-    rgb = np.clip(images[:, :, :3], 0.0, 1.0)
-    alpha = np.clip(images[:, :, 3:4], 0.0, 1.0)
+def over_background(images: np.ndarray, alpha: np.ndarray | None = None, background: float = BACKGROUND) -> np.ndarray:
+    """Images (h, w, c, n), c = 1 or 3, as RGB (h, w, 3, n) in [0, 1] ready to draw: colours clipped to
+    [0, 1], grayscale repeated into three equal channels, and with ``alpha`` (h, w, n) blended with the grey
+    ``background`` (``rgb * alpha + background * (1 - alpha)``)."""
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 4 or images.shape[2] not in (1, 3):
+        raise ValueError(f"images must be an array (h, w, c, n) with c = 1 or 3, got shape {images.shape}")
+    rgb = np.clip(images, 0.0, 1.0)
+    if rgb.shape[2] == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    if alpha is None:
+        return rgb
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if alpha.shape != images.shape[:2] + images.shape[3:]:
+        raise ValueError(f"alpha of shape {alpha.shape} does not fit images of shape {images.shape}")
+    alpha = np.clip(alpha, 0.0, 1.0)[:, :, None, :]
     return rgb * alpha + background * (1.0 - alpha)
 
 
-def mosaic(rgb: np.ndarray, columns: int, *, gap: int = 1, fill: float = 1.0) -> np.ndarray:
+def mosaic(rgb: np.ndarray, columns: int, *, gap: int = 1, fill: float = GAP) -> np.ndarray:
     """Tile (h, w, 3, N) images row by row into one (rows*(h+gap)-gap, columns*(w+gap)-gap, 3) picture."""
     h, w, channels, n = rgb.shape
     rows = -(-n // columns)
@@ -112,22 +137,62 @@ def mosaic(rgb: np.ndarray, columns: int, *, gap: int = 1, fill: float = 1.0) ->
     return canvas
 
 
-def _pixel_axes(figure: Figure, picture: np.ndarray, ax, title: str) -> None:
-    ax.imshow(picture, interpolation="nearest", resample=False)
-    ax.set_title(title, fontsize="medium")
-    ax.set_axis_off()
+def grid_picture(images: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """The RGB picture of a grid (see :func:`image_grid`): images on a near-square grid, one white pixel
+    between them."""
+    return mosaic(over_background(images, alpha), grid_columns(np.shape(images)[-1]))
 
 
-def _pixel_figure(pictures: Sequence[tuple[str, np.ndarray]], title: str | None, scale: float) -> Figure:
-    """Pictures side by side, about ``scale`` screen pixels per image pixel at 100 dpi."""
-    width = sum(picture.shape[1] for _, picture in pictures) * scale / 100 + 0.3 * len(pictures)
-    height = max(picture.shape[0] for _, picture in pictures) * scale / 100 + (0.9 if title else 0.5)
-    figure = Figure(figsize=(max(width, 3.0), height), dpi=100, layout="constrained")
-    axes = figure.subplots(1, len(pictures), squeeze=False)[0]
-    for ax, (name, picture) in zip(axes, pictures):
-        _pixel_axes(figure, picture, ax, name)
+def pixel_scale(image_size: int, picture_size: tuple[int, int], *, target: float = TILE_PIXELS) -> float:
+    """Screen pixels per image pixel for pictures of ``picture_size`` (height, width of the whole row of
+    panels) made of images whose larger side is ``image_size`` pixels: about ``target / image_size``, at
+    most what keeps the row within :data:`MAX_FIGURE_PIXELS`. A whole number when it enlarges at least
+    twice (pixel art: every pixel a crisp block), else the exact ratio (photos: smoothed when drawn)."""
+    height, width = picture_size
+    scale = min(target / image_size, MAX_FIGURE_PIXELS / width, MAX_FIGURE_PIXELS / height)
+    return float(np.floor(scale)) if scale >= 2 else scale
+
+
+PAD = 12
+"""Screen pixels around and between the panels of a picture figure."""
+LINE = 24
+"""Screen pixels per line of a title; captions take ``CAPTION``."""
+CAPTION = 20
+CHAR = 9
+"""About how wide a character of a title is, in screen pixels (at the default font size, 100 dpi)."""
+
+
+def _pixel_figure(
+    pictures: Sequence[tuple[str, np.ndarray]], title: str | None, image_size: int, *, target: float = TILE_PIXELS
+) -> Figure:
+    """RGB pictures side by side at :func:`pixel_scale` screen pixels per image pixel (100 dpi).
+
+    The panels are placed at whole screen pixels, so an enlarged image pixel is a crisp ``scale x scale``
+    block of exactly its colour; the figure is as large as the panels, the gaps and the title need.
+    """
+    width_pixels = sum(picture.shape[1] for _, picture in pictures)
+    height_pixels = max(picture.shape[0] for _, picture in pictures)
+    scale = pixel_scale(image_size, (height_pixels, width_pixels), target=target)
+    sizes = [(round(picture.shape[1] * scale), round(picture.shape[0] * scale)) for _, picture in pictures]
+    title_lines = title.split("\n") if title else []
+    top = PAD + LINE * len(title_lines) + (CAPTION if any(name for name, _ in pictures) else 0)
+    panels_width = sum(w for w, _ in sizes) + 3 * PAD * (len(pictures) - 1)
+    widths = [panels_width, CHAR * max([len(line) for line in title_lines] + [0])]
+    widths += [len(pictures) * CHAR * max(len(name) for name, _ in pictures)]
+    width = max(widths) + 2 * PAD
+    height = top + max(h for _, h in sizes) + PAD
+    figure = Figure(figsize=(width / 100, height / 100), dpi=100)
+    left = (width - panels_width) // 2
+    for (name, picture), (w, h) in zip(pictures, sizes):
+        ax = figure.add_axes((left / width, (height - top - h) / height, w / width, h / height))
+        # a whole scale: every image pixel a crisp block; otherwise (photos) smoothed rather than aliased
+        crisp = scale >= 1 and scale == int(scale)
+        ax.imshow(picture, interpolation="nearest" if crisp else "antialiased", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_title(name, fontsize="medium")
+        ax.set_axis_off()
+        left += w + 3 * PAD
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, y=1 - (PAD / 2) / height, va="top")
     return figure
 
 
@@ -136,43 +201,54 @@ def grid_columns(n: int) -> int:
     return int(np.ceil(np.sqrt(n)))
 
 
-def image_grid(images: np.ndarray, *, title: str, scale: float = 4.0) -> Figure:
-    """RGBA images (h, w, 4, N) on a near-square grid (8 x 8 for 64), transparent pixels on grey."""
-    picture = mosaic(over_background(images), grid_columns(images.shape[-1]))
-    return _pixel_figure([("", picture)], title, scale)
+def image_grid(images: np.ndarray, alpha: np.ndarray | None = None, *, title: str) -> Figure:
+    """Images (h, w, c, n) on a near-square grid (8 x 8 for 64), transparent pixels (``alpha``) on grey."""
+    return _pixel_figure([("", grid_picture(images, alpha))], title, max(np.shape(images)[:2]))
 
 
-def side_by_side_grids(panels: Sequence[tuple[str, np.ndarray]], *, title: str, scale: float = 3.0) -> Figure:
-    """Several grids of the same RGBA images (h, w, 4, N), e.g. originals next to reconstructions."""
-    pictures = [(name, mosaic(over_background(images), grid_columns(images.shape[-1]))) for name, images in panels]
-    return _pixel_figure(pictures, title, scale)
+def side_by_side_grids(
+    panels: Sequence[tuple[str, np.ndarray]], alpha: np.ndarray | None = None, *, title: str
+) -> Figure:
+    """Grids of the same images side by side, e.g. originals next to reconstructions: ``panels`` are
+    (caption, images (h, w, c, n)) pairs, all drawn with the same opacity ``alpha`` (h, w, n) or none."""
+    pictures = [(name, grid_picture(images, alpha)) for name, images in panels]
+    return _pixel_figure(pictures, title, max(np.shape(panels[0][1])[:2]))
 
 
-def basis_grid(W: np.ndarray, shape: tuple[int, int], *, title: str, scale: float = 4.0) -> Figure:
-    """The columns of W (m x d, m = h * w * 3) as RGB images on a grid, each divided by its own maximum.
+def basis_grid(W: np.ndarray, shape: tuple[int, int], *, title: str) -> Figure:
+    """The columns of W (m x d, m = h * w * c, c = 1 or 3) as images (h, w) on a grid, each divided by its
+    own maximum.
 
     Basis images have no alpha (spec 4.2): black and transparent cannot be told apart. Each column is
     scaled to a maximum of 1 so that faint components stay visible; the title says so.
     """
     h, w = shape
-    d = W.shape[1]
+    m, d = W.shape
+    if m % (h * w) or m // (h * w) not in (1, 3):
+        raise ValueError(f"W has {m} rows, expected h * w * c with h * w = {h} * {w} and c = 1 or 3")
     peak = W.max(axis=0)
     scaled = W / np.where(peak > 0, peak, 1.0)
-    rgb = scaled.reshape(h, w, 3, d)
-    picture = mosaic(rgb, grid_columns(d))
-    return _pixel_figure([("", picture)], f"{title}\n(each image divided by its own maximum)", scale)
+    picture = grid_picture(scaled.reshape(h, w, m // (h * w), d))
+    return _pixel_figure([("", picture)], f"{title}\n(each image divided by its own maximum)", max(h, w))
 
 
-def mean_and_transparency(mean_image: np.ndarray, always_transparent: np.ndarray, *, title: str) -> Figure:
-    """Spec Task 2b: the mean RGBA image (h, w, 4) on grey, and the (h, w) map of never-opaque pixels."""
-    mean_rgb = over_background(mean_image[..., None])[..., 0]
-    mask = np.where(always_transparent[..., None], np.array([0.85, 0.1, 0.1]), np.array([0.95, 0.95, 0.95]))
-    count = int(always_transparent.sum())
-    return _pixel_figure(
-        [("mean image", mean_rgb), (f"never opaque: {count} pixels (red)", mask)],
-        title,
-        scale=10.0,
-    )
+def mean_image(
+    mean: np.ndarray,
+    mean_alpha: np.ndarray | None = None,
+    never_opaque: np.ndarray | None = None,
+    *,
+    title: str,
+) -> Figure:
+    """Spec Task 2b: the mean image (h, w, c) (with its mean opacity (h, w), blended on grey), and, when
+    ``never_opaque`` (h, w) is given, the map of the pixels that are transparent in every image (red)."""
+    mean = np.asarray(mean)
+    pictures = [
+        ("mean image", over_background(mean[..., None], None if mean_alpha is None else mean_alpha[..., None])[..., 0])
+    ]
+    if never_opaque is not None:
+        mask = np.where(never_opaque[..., None], np.array([0.85, 0.1, 0.1]), np.array([0.95, 0.95, 0.95]))
+        pictures.append((f"never opaque: {int(never_opaque.sum())} pixels (red)", mask))
+    return _pixel_figure(pictures, title, max(mean.shape[:2]), target=SINGLE_PIXELS)
 
 
 def error_against_rank(
@@ -195,8 +271,14 @@ def error_against_rank(
         if mark_minimum:
             best = int(np.argmin(errors))
             ax.plot(ranks[best], errors[best], "o", markersize=14, markerfacecolor="none", color=line.get_color())
-            ax.annotate(f"best d = {ranks[best]}", (ranks[best], errors[best]), textcoords="offset points",
-                        xytext=(6, -14), color=line.get_color(), fontsize="small")
+            ax.annotate(
+                f"best d = {ranks[best]}",
+                (ranks[best], errors[best]),
+                textcoords="offset points",
+                xytext=(6, -14),
+                color=line.get_color(),
+                fontsize="small",
+            )
     for (label, value), style in zip((levels or {}).items(), ["--", ":", "-."] * 4):
         ax.axhline(value, color="gray", linestyle=style, label=label)
     ax.set(title=title, xlabel="number of components d", ylabel=ylabel)

@@ -8,31 +8,41 @@ import io
 import numpy as np
 import pytest
 
-from conftest import PUNKS_PNG
 from nmf_lab import fit_nmf, random_init
-from nmf_lab.data.images import images_to_matrix
-from nmf_lab.data.punks import load_punks
-from store_helpers import artifact_paths, load_text, runs_of
+from nmf_lab.data.punks import Punks
 
-pytestmark = pytest.mark.skipif(not PUNKS_PNG.is_file(), reason=f"the CryptoPunks sheet is absent: {PUNKS_PNG}")
+from helpers import artifact_paths, load_text, runs_of
+
 pytest.importorskip("sklearn", reason="the benchmark compares with scikit-learn (the bench extra)")
 
 
-def test_small_benchmark_logs_timings_targets_and_ratios(run_cli, client, experiment_name, tmp_path):
-    run_cli("experiment=benchmark_small", "data.n_images=120", "rank=8", "benchmark.target_iter=60",
-            "benchmark.repeats=1", "benchmark.timing_iterations=10", f"data.path={PUNKS_PNG}",
-            f"tracking.experiment={experiment_name}")
+def test_small_benchmark_logs_timings_targets_and_ratios(run_job, client, experiment_name, tmp_path, punks_sheet):
+    run_job(
+        "experiment=benchmark_small",
+        "data.n_images=120",
+        "rank=8",
+        "benchmark.target_iter=60",
+        "benchmark.repeats=1",
+        "benchmark.timing_iterations=10",
+        f"data.path={punks_sheet}",
+        f"tracking.experiment={experiment_name}",
+    )
     (run,), _ = runs_of(client, experiment_name)
     m = run.data.metrics
     # The target is nmf-lab mu's error after target_iter iterations from the shared initial guess.
-    A, _ = images_to_matrix(load_punks(np.arange(120), path=PUNKS_PNG).images)
+    A = Punks(n_images=120, path=str(punks_sheet)).load().matrix()
     reference = fit_nmf(A, 8, init=random_init(A, 8, 0), max_iter=60)
     assert m["target_error"] == pytest.approx(reference.errors[60], rel=1e-12)
     solvers = ["mu", "hals", "ahals", "ahals_extrapolated", "ahals_extrapolated:float32", "sklearn_mu", "sklearn_cd"]
     for name in solvers:
         assert m[f"time_to_target.{name}"] > 0
-    for key in ("floor_seconds", "mu_iter_seconds", "mu32_iter_seconds", "sklearn_mu_iter_seconds",
-                "sklearn_cd_iter_seconds"):
+    for key in (
+        "floor_seconds",
+        "mu_iter_seconds",
+        "mu32_iter_seconds",
+        "sklearn_mu_iter_seconds",
+        "sklearn_cd_iter_seconds",
+    ):
         assert m[key] > 0
     assert m["mu_iter_over_floor"] == pytest.approx(m["mu_iter_seconds"] / m["floor_seconds"])
     assert m["mu_iter_over_sklearn_mu"] == pytest.approx(m["mu_iter_seconds"] / m["sklearn_mu_iter_seconds"])

@@ -6,14 +6,23 @@ import numpy as np
 import pytest
 from mlflow.entities import RunStatus
 
-from conftest import PUNKS_PNG
-from experiments.denoise import colour_mask, postprocess
+from experiments.shared import postprocess
 from nmf_lab import truncated_svd
-from nmf_lab.data.images import images_to_matrix
-from nmf_lab.data.punks import load_punks
+from nmf_lab.data.digits import Digits
+from nmf_lab.data.images import ImageSet
+from nmf_lab.data.punks import Punks
 from nmf_lab.metrics import psnr
 from nmf_lab.noise import add_noise
-from store_helpers import artifact_paths, runs_of
+
+from helpers import artifact_paths, runs_of
+
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+
+
+@pytest.fixture(scope="session")
+def first_punks(punks_sheet) -> ImageSet:
+    """The first 40 punks, as the runs load them."""
+    return Punks(n_images=40, path=str(punks_sheet)).load()
 
 
 def image_like(seed=0, shape=(300, 40)):
@@ -59,7 +68,7 @@ def test_noise_on_mid_grey_has_standard_deviation_sigma(sigma):
 
 @pytest.mark.parametrize("sigma, seed", [(-0.1, 0), (float("nan"), 0), (0.1, -1)])
 def test_bad_noise_parameters(sigma, seed):
-    with pytest.raises(ValueError, match="sigma must be a finite number >= 0|seed must be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"sigma must be a finite number >= 0|seed must be an integer >= 0"):
         add_noise(image_like(), sigma, seed)
 
 
@@ -77,23 +86,35 @@ def test_psnr_of_a_hand_computed_case():
 def test_postprocess_clips_and_clears_transparent_pixels():
     alpha = np.zeros((2, 2, 1))
     alpha[0, 0, 0] = 1.0
+    image_set = ImageSet(images=np.zeros((2, 2, 3, 1)), alpha=alpha, name="x", source="y", ids=np.arange(1))
     X = np.linspace(-0.5, 1.5, 12).reshape(12, 1)
-    out = postprocess(X, alpha)
+    mask = image_set.opaque_entries()
+    assert mask.sum() == 3 and mask[:3].all()
+    out = postprocess(X, mask)
     assert np.all(out[3:] == 0)  # pixels (0,1), (1,0), (1,1) are transparent: 3 channels each
     np.testing.assert_array_equal(out[:3], np.clip(X[:3], 0, 1))
-    assert colour_mask(alpha).sum() == 3
+    grey = ImageSet(images=np.zeros((2, 2, 1, 3)), alpha=None, name="x", source="y", ids=np.arange(3))
+    Y = np.linspace(-1, 2, 12).reshape(4, 3)
+    np.testing.assert_array_equal(postprocess(Y, grey.opaque_entries()), np.clip(Y, 0, 1))  # no alpha: clip only
 
 
-pytestmark_data = pytest.mark.skipif(not PUNKS_PNG.is_file(), reason=f"the CryptoPunks sheet is absent: {PUNKS_PNG}")
-SMALL = ["data.n_images=40", "solver.max_iter=40", f"data.path={PUNKS_PNG}"]
+SMALL = ["data.n_images=40", "solver.max_iter=40"]
 
 
-@pytestmark_data
-def test_denoise_run_measures_against_the_clean_matrix(run_cli, client, experiment_name, tmp_path):
-    run_cli("experiment=denoise", "rank=8", "noise.seed=5", *SMALL, f"tracking.experiment={experiment_name}")
+def test_denoise_run_measures_against_the_clean_matrix(
+    run_job, client, experiment_name, tmp_path, punks_sheet, first_punks
+):
+    status = run_job(
+        "experiment=denoise",
+        "rank=8",
+        "noise.seed=5",
+        *SMALL,
+        f"data.path={punks_sheet}",
+        f"tracking.experiment={experiment_name}",
+    )
     (run,), _ = runs_of(client, experiment_name)
-    assert run.info.status == RunStatus.to_string(RunStatus.FINISHED)
-    A, alpha = images_to_matrix(load_punks(np.arange(40), path=PUNKS_PNG).images)
+    assert status == FINISHED
+    A, mask = first_punks.matrix(), first_punks.opaque_entries()
     A_noisy = add_noise(A, 0.1, seed=5)
     m = run.data.metrics
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
@@ -102,32 +123,106 @@ def test_denoise_run_measures_against_the_clean_matrix(run_cli, client, experime
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
     assert m["final_error"] == pytest.approx(np.linalg.norm(A_noisy - W @ H), rel=1e-6)  # the fit's objective
     assert m["clean_error"] != pytest.approx(m["final_error"], rel=1e-3)
-    mask = colour_mask(alpha)
     assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy, mask))
     assert m["psnr"] == pytest.approx(psnr(A, W @ H, mask), rel=1e-9)
     paths = set(artifact_paths(client, run.info.run_id))
-    assert {"figures/3a_noisy_images.png", "figures/3b_basis_images.png",
-            "figures/3b_original_noisy_denoised.png"} <= paths
+    assert {
+        "figures/3a_noisy_images.png",
+        "figures/3b_basis_images.png",
+        "figures/3b_original_noisy_denoised.png",
+    } <= paths
     assert run.data.params["noise.sigma"] == "0.1" and run.data.params["noise.seed"] == "5"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "cryptopunks-noisy"
 
 
-@pytestmark_data
-def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, tmp_path):
-    run_cli("experiment=denoise_ranks", "rank=2,6", "denoise.postprocess=true", *SMALL,
-            f"tracking.experiment={experiment_name}")
+@pytest.mark.slow
+def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, punks_sheet, first_punks):
+    run_cli(
+        "experiment=denoise_ranks",
+        "rank=2,6",
+        "denoise.postprocess=true",
+        *SMALL,
+        f"data.path={punks_sheet}",
+        f"tracking.experiment={experiment_name}",
+    )
     (parent,), children = runs_of(client, experiment_name)
-    assert len(children) == 8 and parent.info.status == RunStatus.to_string(RunStatus.FINISHED)
-    A, alpha = images_to_matrix(load_punks(np.arange(40), path=PUNKS_PNG).images)
+    assert len(children) == 8 and parent.info.status == FINISHED
+    A, mask = first_punks.matrix(), first_punks.opaque_entries()
     A_noisy = add_noise(A, 0.1, seed=0)
-    svd6 = [c for c in children if c.data.params["denoise.method"] == "svd" and c.data.params["rank"] == "6"
-            and c.data.params["noise.sigma"] == "0.1"]
+    svd6 = [
+        c
+        for c in children
+        if c.data.params["denoise.method"] == "svd"
+        and c.data.params["rank"] == "6"
+        and c.data.params["noise.sigma"] == "0.1"
+    ]
     (svd6,) = svd6
-    expected = np.linalg.norm(A - postprocess(truncated_svd(A_noisy, 6), alpha))
+    expected = np.linalg.norm(A - postprocess(truncated_svd(A_noisy, 6), mask))
     assert svd6.data.metrics["clean_error"] == pytest.approx(expected)
-    nmf_noisy = {int(c.data.params["rank"]): c.data.metrics["clean_error"] for c in children
-                 if c.data.params["denoise.method"] == "nmf" and c.data.params["noise.sigma"] == "0.1"}
+    nmf_noisy = {
+        int(c.data.params["rank"]): c.data.metrics["clean_error"]
+        for c in children
+        if c.data.params["denoise.method"] == "nmf" and c.data.params["noise.sigma"] == "0.1"
+    }
     best = min(nmf_noisy, key=nmf_noisy.get)
     assert parent.data.metrics["best_rank"] == best
     assert parent.data.metrics["best_clean_error"] == nmf_noisy[best]
     assert parent.data.metrics["best_rank.svd.sigma_0.1"] in (2, 6)
     assert "figures/3c_clean_error_against_rank.png" in artifact_paths(client, parent.info.run_id)
+
+
+# --- any image set ---------------------------------------------------------------------------------------
+
+
+def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
+    status = run_job(
+        "experiment=denoise",
+        "data=digits",
+        "data.n_images=60",
+        "rank=6",
+        "solver.max_iter=20",
+        "noise.seed=2",
+        f"tracking.experiment={experiment_name}",
+    )
+    (run,), _ = runs_of(client, experiment_name)
+    assert status == FINISHED
+    A = Digits(n_images=60).load().matrix()
+    A_noisy = add_noise(A, 0.1, seed=2)
+    m = run.data.metrics
+    W = np.load(client.download_artifacts(run.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
+    H = np.load(client.download_artifacts(run.info.run_id, "arrays/H.npy", str(tmp_path)), allow_pickle=False)
+    assert W.shape == (64, 6)
+    assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
+    assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
+    assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy))  # no alpha: PSNR over every entry
+    assert m["psnr"] == pytest.approx(psnr(A, W @ H), rel=1e-9)
+    assert {
+        "figures/3a_noisy_images.png",
+        "figures/3b_basis_images.png",
+        "figures/3b_original_noisy_denoised.png",
+    } <= set(artifact_paths(client, run.info.run_id))
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert dataset.name == "digits-noisy" and '"features_shape": [64, 60]' in dataset.profile
+
+
+def test_a_run_without_noise_does_not_claim_noise(run_job, client, experiment_name):
+    status = run_job(
+        "experiment=denoise",
+        "data=digits",
+        "data.n_images=50",
+        "rank=4",
+        "noise.sigma=0",
+        "denoise.method=svd",
+        "denoise.postprocess=true",
+        f"tracking.experiment={experiment_name}",
+    )
+    (run,), _ = runs_of(client, experiment_name)
+    assert status == FINISHED
+    A = Digits(n_images=50).load().matrix()
+    m = run.data.metrics
+    assert m["noise_error"] == 0.0 and m["psnr_noisy"] >= np.finfo(np.float64).max  # inf, as MLflow stores it
+    assert m["clean_error"] == pytest.approx(np.linalg.norm(A - np.clip(truncated_svd(A, 4), 0, 1)))
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "digits"

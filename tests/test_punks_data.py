@@ -16,24 +16,26 @@ import pytest
 from PIL import Image
 
 from nmf_lab.data import punks
-from nmf_lab.data.images import for_display, images_to_matrix, matrix_to_images, opaque
+from nmf_lab.data.images import select_indices
 from nmf_lab.data.punks import (
     PUNKS_SHA256,
+    PUNKS_URL,
     ChecksumError,
+    Punks,
     SheetUnavailableError,
     load_punks,
     locate_sheet,
-    select_punks,
 )
+from nmf_lab.errors import InvalidOption
 
-PUNKS_PNG = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "punks.png"
 SOME_IDS = [0, 1, 99, 100, 2424, 5555, 9900, 9999]
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch, tmp_path):
     """No local copy from the environment, a temporary cache, and any stray HTTP(S) request sent to a
-    closed local port: these tests never reach beyond 127.0.0.1."""
+    closed local port: these tests never reach beyond 127.0.0.1. (The session fixture ``punks_sheet`` has
+    found the real sheet before this runs.)"""
     monkeypatch.delenv(punks.PATH_ENV, raising=False)
     monkeypatch.setenv(punks.CACHE_ENV, str(tmp_path / "default-cache"))
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -43,23 +45,22 @@ def isolated_environment(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def sheet_path() -> Path:
-    if not PUNKS_PNG.is_file():
-        pytest.skip(f"the real data set is absent: no file at {PUNKS_PNG}")
-    return PUNKS_PNG
-
-
-@pytest.fixture(scope="session")
-def sheet_rgba(sheet_path) -> np.ndarray:
+def sheet_rgba(punks_sheet) -> np.ndarray:
     """The whole sheet as Pillow reads it: (2400, 2400, 4) uint8."""
-    with Image.open(sheet_path) as image:
+    with Image.open(punks_sheet) as image:
         return np.asarray(image.convert("RGBA"))
 
 
-def pillow_tile(sheet_path: Path, i: int) -> np.ndarray:
+@pytest.fixture(scope="session")
+def first_punks(punks_sheet):
+    """The first 40 punks as the ``data=punks`` loader gives them."""
+    return Punks(n_images=40, path=str(punks_sheet)).load()
+
+
+def pillow_tile(punks_sheet: Path, i: int) -> np.ndarray:
     """Punk i cut from the sheet by Pillow itself: (24, 24, 4) floats in [0, 1]."""
     row, column = divmod(i, 100)
-    with Image.open(sheet_path) as image:
+    with Image.open(punks_sheet) as image:
         tile = image.convert("RGBA").crop((column * 24, row * 24, column * 24 + 24, row * 24 + 24))
     return np.asarray(tile) / 255.0
 
@@ -86,48 +87,71 @@ def files_under(folder: Path) -> list[Path]:
 # --- loading ---------------------------------------------------------------------------------------------
 
 
-def test_sheet_tiles_equal_a_direct_pillow_crop(sheet_path):
+def test_the_sheet_found_is_the_verified_official_file(punks_sheet):
+    assert hashlib.sha256(punks_sheet.read_bytes()).hexdigest() == PUNKS_SHA256
+
+
+def test_sheet_tiles_equal_a_direct_pillow_crop(punks_sheet):
     ids = [5555, 0, 9999, 1, 100, 99]  # not sorted: the order of ids is the order of the images
-    punk_set = load_punks(ids, path=sheet_path)
-    assert punk_set.images.shape == (24, 24, 4, len(ids)) and punk_set.images.dtype == np.float64
+    punk_set = load_punks(ids, path=punks_sheet)
+    assert punk_set.images.shape == (24, 24, 3, len(ids)) and punk_set.images.dtype == np.float64
+    assert punk_set.alpha.shape == (24, 24, len(ids))
     np.testing.assert_array_equal(punk_set.ids, ids)
     for k, i in enumerate(ids):
-        np.testing.assert_array_equal(punk_set.images[..., k], pillow_tile(sheet_path, i))
-    assert punk_set.source == str(sheet_path)
-    assert punk_set.sha256 == hashlib.sha256(sheet_path.read_bytes()).hexdigest()
+        tile = pillow_tile(punks_sheet, i)
+        np.testing.assert_array_equal(punk_set.images[..., k], tile[:, :, :3])
+        np.testing.assert_array_equal(punk_set.alpha[..., k], tile[:, :, 3])
+    assert punk_set.source == str(punks_sheet) and punk_set.name == "cryptopunks"
+    assert punk_set.digest == load_punks(ids, path=punks_sheet).digest != load_punks(ids[:5], path=punks_sheet).digest
 
 
-def test_a_folder_of_per_punk_pngs_gives_the_same_arrays(sheet_path, sheet_rgba, tmp_path):
+def test_the_loader_selects_the_first_or_a_seeded_random_subset(punks_sheet, first_punks):
+    np.testing.assert_array_equal(first_punks.ids, np.arange(40))
+    np.testing.assert_array_equal(first_punks.images, load_punks(np.arange(40), path=punks_sheet).images)
+    sample = Punks(n_images=30, subset="random", subset_seed=3, path=str(punks_sheet)).load()
+    expected = np.sort(np.random.default_rng(3).choice(10_000, 30, replace=False))
+    np.testing.assert_array_equal(sample.ids, expected)
+    for k in (0, 29):
+        np.testing.assert_array_equal(sample.images[..., k], pillow_tile(punks_sheet, expected[k])[:, :, :3])
+
+
+def test_a_folder_of_per_punk_pngs_gives_the_same_arrays(punks_sheet, sheet_rgba, tmp_path):
     folder = write_folder(tmp_path / "imgs", sheet_rgba, SOME_IDS)
     from_folder = load_punks(SOME_IDS[::-1], folder=folder)
-    from_sheet = load_punks(SOME_IDS[::-1], path=sheet_path)
+    from_sheet = load_punks(SOME_IDS[::-1], path=punks_sheet)
     np.testing.assert_array_equal(from_folder.images, from_sheet.images)
+    np.testing.assert_array_equal(from_folder.alpha, from_sheet.alpha)
     assert from_folder.images.dtype == from_sheet.images.dtype
     np.testing.assert_array_equal(from_folder.ids, from_sheet.ids)
-    assert from_folder.source == str(folder) and from_folder.sha256 is None
-    with pytest.raises(ValueError, match="either path .* or folder .*, not both"):
-        load_punks([0], path=sheet_path, folder=folder)
+    assert from_folder.source == str(folder) and from_folder.digest == from_sheet.digest
+    with pytest.raises(ValueError, match=r"either path .* or folder .*, not both"):
+        load_punks([0], path=punks_sheet, folder=folder)
+    loaded = Punks(n_images=3, subset="random", subset_seed=0, folder=str(folder)).load  # ids outside the folder
+    with pytest.raises(FileNotFoundError, match=r"\.png does not exist"):
+        loaded()
 
 
-def test_alpha_takes_exactly_the_values_0_half_and_1(sheet_path, sheet_rgba):
+def test_alpha_takes_exactly_the_values_0_half_and_1(punks_sheet, sheet_rgba):
     alpha = sheet_rgba[..., 3].reshape(100, 24, 100, 24)
     has_half = np.flatnonzero((alpha == 128).any(axis=(1, 3)))  # tile (row, column) -> id row * 100 + column
     assert has_half.size > 0
     ids = np.union1d(np.arange(50), has_half[:200])
-    images = load_punks(ids, path=sheet_path).images
-    np.testing.assert_array_equal(np.unique(images[:, :, 3]), [0.0, 128 / 255, 1.0])
-    mask = opaque(images)
-    np.testing.assert_array_equal(mask, images[:, :, 3] > 0)
-    assert np.any(images[:, :, 3][mask] < 1)  # half-transparent pixels count as opaque
+    punk_set = load_punks(ids, path=punks_sheet)
+    np.testing.assert_array_equal(np.unique(punk_set.alpha), [0.0, 128 / 255, 1.0])
+    assert np.all(punk_set.images[np.broadcast_to(punk_set.alpha[:, :, None] == 0, punk_set.images.shape)] == 0)
+    mask = punk_set.opaque_entries()  # half-transparent pixels count as opaque
+    np.testing.assert_array_equal(mask, np.repeat(punk_set.alpha > 0, 3, axis=1).reshape(1728, -1))
+    assert np.any(punk_set.alpha[punk_set.alpha > 0] < 1)
 
 
-def test_the_environment_variable_points_to_a_local_copy_and_an_explicit_path_wins(sheet_path, monkeypatch):
+def test_the_environment_variable_points_to_a_local_copy_and_an_explicit_path_wins(punks_sheet, monkeypatch):
     offline = f"http://127.0.0.1:{closed_port()}/punks.png"  # a download would fail
-    monkeypatch.setenv(punks.PATH_ENV, str(sheet_path))
-    assert locate_sheet(url=offline) == sheet_path
-    assert load_punks([7], url=offline).source == str(sheet_path)
+    monkeypatch.setenv(punks.PATH_ENV, str(punks_sheet))
+    assert locate_sheet(url=offline) == punks_sheet
+    assert load_punks([7], url=offline).source == str(punks_sheet)
+    assert Punks(n_images=2, url=offline).load().source == str(punks_sheet)
     monkeypatch.setenv(punks.PATH_ENV, "/nonexistent/punks.png")
-    assert locate_sheet(sheet_path, url=offline) == sheet_path
+    assert locate_sheet(punks_sheet, url=offline) == punks_sheet
     with pytest.raises(FileNotFoundError, match=re.escape("$NMF_LAB_PUNKS=/nonexistent/punks.png")):
         locate_sheet(url=offline)
 
@@ -135,97 +159,65 @@ def test_the_environment_variable_points_to_a_local_copy_and_an_explicit_path_wi
 # --- images <-> matrix -----------------------------------------------------------------------------------
 
 
-def test_round_trip_is_exact_and_the_pixel_order_is_the_documented_one(sheet_path):
-    images = load_punks([3, 42, 1234], path=sheet_path).images
-    A, alpha = images_to_matrix(images)
-    assert A.shape == (1728, 3) and alpha.shape == (24, 24, 3)
-    back = matrix_to_images(A, alpha)
-    assert back.dtype == images.dtype
-    np.testing.assert_array_equal(back, images)
-    np.testing.assert_array_equal(alpha, images[:, :, 3])
-    # row (y * 24 + x) * 3 + c holds channel c of pixel (y, x): one coloured pixel of punk 42, each channel
-    y, x = map(int, np.argwhere(images[:, :, :3, 1].std(axis=-1) > 0)[0])
-    for c in range(3):
-        assert A[(y * 24 + x) * 3 + c, 1] == images[y, x, c, 1]
+def test_the_matrix_is_1728_x_n_in_the_documented_pixel_order(first_punks):
+    A = first_punks.matrix()
+    assert A.shape == (1728, 40)
+    rgb = first_punks.images
+    # row (y * 24 + x) * 3 + c holds channel c of pixel (y, x): every coloured pixel of punk 1, every channel
+    for y, x in np.argwhere(rgb[:, :, :, 1].std(axis=-1) > 0):
+        for c in range(3):
+            assert A[(y * 24 + x) * 3 + c, 1] == rgb[y, x, c, 1]
+    np.testing.assert_array_equal(A, rgb.reshape(1728, 40))  # what images_to_matrix computed before
+    np.testing.assert_array_equal(first_punks.images_from_matrix(A), rgb)
+    np.testing.assert_array_equal(first_punks.images_from_matrix(A[:, 5:9]), rgb[..., 5:9])
 
 
-def test_pixel_order_on_a_non_square_tile_against_explicit_loops():
-    h, w, n = 3, 5, 2
-    images = np.random.default_rng(0).uniform(0, 1, size=(h, w, 4, n))
-    A, alpha = images_to_matrix(images)
-    expected = np.empty((h * w * 3, n))
-    for i in range(n):
-        for y in range(h):
-            for x in range(w):
-                for c in range(3):
-                    expected[(y * w + x) * 3 + c, i] = images[y, x, c, i]
-    np.testing.assert_array_equal(A, expected)
-    np.testing.assert_array_equal(matrix_to_images(A, alpha), images)
-    np.testing.assert_array_equal(images_to_matrix(matrix_to_images(A, alpha))[0], A)
-    A[0, 0] = -1.0  # new arrays: the images are untouched
-    assert images[0, 0, 0, 0] >= 0
+# --- the loader's options --------------------------------------------------------------------------------
 
 
-def test_matrix_to_images_does_not_clip_and_for_display_clips_colours_only():
-    rng = np.random.default_rng(1)
-    A = rng.uniform(-0.5, 1.5, size=(2 * 2 * 3, 4))
-    alpha = rng.choice([0.0, 128 / 255, 1.0], size=(2, 2, 4))
-    images = matrix_to_images(A, alpha)
-    assert images.max() > 1 and images.min() < 0
-    shown = for_display(images)
-    np.testing.assert_array_equal(shown[:, :, :3], np.clip(images[:, :, :3], 0, 1))
-    np.testing.assert_array_equal(shown[:, :, 3], alpha)
-    assert images.max() > 1  # the input is not modified
+def test_the_subset_rule_gives_the_punks_it_always_gave():
+    """The ids ``select_punks`` chose before image sets existed: the first n, or a sorted seeded sample."""
+    np.testing.assert_array_equal(select_indices(10_000, 500), np.arange(500))
+    chosen = select_indices(10_000, 500, "random", 3)
+    np.testing.assert_array_equal(chosen, np.sort(np.random.default_rng(3).choice(10_000, 500, replace=False)))
+    np.testing.assert_array_equal(select_indices(10_000, 10_000, "random", 0), np.arange(10_000))
+
+
+def test_the_loader_defaults_are_the_spec_setup():
+    loader = Punks()
+    assert (loader.n_images, loader.subset, loader.subset_seed, loader.path, loader.folder, loader.url) == (
+        500,
+        "first",
+        0,
+        None,
+        None,
+        PUNKS_URL,
+    )
 
 
 @pytest.mark.parametrize(
-    "call, message",
+    "kwargs, key, message",
     [
-        (lambda: images_to_matrix(np.zeros((24, 24, 3, 2))), r"\(h, w, 4, N\), got shape \(24, 24, 3, 2\)"),
-        (lambda: images_to_matrix(np.zeros((24, 24, 4))), r"got shape \(24, 24, 4\)"),
-        (lambda: images_to_matrix(np.zeros((24, 24, 4, 2), dtype=np.uint8)), r"got dtype uint8"),
-        (lambda: for_display(np.zeros((2, 2, 4, 1), dtype=int)), r"floats in \[0, 1\]"),
-        (lambda: matrix_to_images(np.zeros((1728, 2)), np.zeros((24, 24, 3))), r"expected A of shape \(1728"),
-        (lambda: matrix_to_images(np.zeros((1727, 2)), np.zeros((24, 24, 2))), r"A of shape \(1727, 2\)"),
-        (lambda: matrix_to_images(np.zeros(1728), np.zeros((24, 24, 1))), r"A must be a .* matrix"),
-        (lambda: matrix_to_images(np.zeros((1728, 1)), np.zeros((24, 24))), r"alpha must be a \(h, w, N\)"),
+        ({"n_images": 0}, "n_images", r"n_images=0: must be an integer in 1\.\.10000"),
+        ({"n_images": 10_001}, "n_images", r"n_images=10001"),
+        ({"n_images": 2.0}, "n_images", r"n_images=2\.0"),
+        ({"n_images": True}, "n_images", r"n_images=True"),
+        ({"subset": "last"}, "subset", r"subset='last': one of first, random"),
+        ({"subset_seed": -1}, "subset_seed", r"subset_seed=-1: must be an integer >= 0"),
+        ({"path": "a.png", "folder": "imgs"}, "folder", r"either path .* or folder .*, not both"),
+        ({"path": 5}, "path", r"path=5: must be a path"),
     ],
 )
-def test_image_conversions_reject_bad_shapes(call, message):
-    with pytest.raises(ValueError, match=message):
-        call()
+def test_the_loader_checks_its_options_on_construction(kwargs, key, message):
+    with pytest.raises(InvalidOption, match=message) as caught:
+        Punks(**kwargs)
+    assert caught.value.key == key
 
 
-# --- selecting punks -------------------------------------------------------------------------------------
-
-
-def test_select_punks_first_and_random():
-    np.testing.assert_array_equal(select_punks(500), np.arange(500))
-    np.testing.assert_array_equal(select_punks(10_000, subset="first"), np.arange(10_000))
-    chosen = select_punks(500, subset="random", seed=3)
-    expected = np.sort(np.random.default_rng(3).choice(10_000, 500, replace=False))
-    np.testing.assert_array_equal(chosen, expected)
-    np.testing.assert_array_equal(chosen, select_punks(500, subset="random", seed=3))
-    assert not np.array_equal(chosen, select_punks(500, subset="random", seed=4))
-    assert len(np.unique(chosen)) == 500 and chosen.min() >= 0 and chosen.max() < 10_000
-    assert np.all(np.diff(chosen) > 0)
-    np.testing.assert_array_equal(np.sort(select_punks(10_000, subset="random", seed=0)), np.arange(10_000))
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"n": 0}, r"n must be an integer in 1\.\.10000, got 0"),
-        ({"n": 10_001}, r"got 10001"),
-        ({"n": 2.0}, r"got 2\.0"),
-        ({"n": True}, r"got True"),
-        ({"n": 5, "subset": "last"}, r"subset must be 'first' or 'random', got 'last'"),
-        ({"n": 5, "subset": "random", "seed": -1}, r"seed must be an integer >= 0, got -1"),
-    ],
-)
-def test_select_punks_rejects_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        select_punks(**kwargs)
+def test_a_missing_path_is_only_found_by_load(tmp_path):
+    loader = Punks(n_images=1, path=str(tmp_path / "nope.png"))  # a sweep may list it: the run fails, not the sweep
+    with pytest.raises(FileNotFoundError, match=r"data\.path=.*nope\.png: no such file"):
+        loader.load()
 
 
 # --- bad input -------------------------------------------------------------------------------------------
@@ -257,8 +249,8 @@ def test_a_non_png_sheet_names_the_file(tmp_path):
         load_punks([0], path=jpeg)
 
 
-def test_a_truncated_sheet_is_refused(sheet_path, tmp_path):
-    data = sheet_path.read_bytes()
+def test_a_truncated_sheet_is_refused(punks_sheet, tmp_path):
+    data = punks_sheet.read_bytes()
     for size in (20, len(data) // 2):  # inside the header, inside the image data
         cut = tmp_path / f"cut{size}.png"
         cut.write_bytes(data[:size])
@@ -326,11 +318,11 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path, sheet_path, sheet_rgba):
+def server(tmp_path, punks_sheet, sheet_rgba):
     """A local HTTP server with ``/punks.png`` (the real file) and ``/corrupt.png`` (one pixel changed)."""
     root = tmp_path / "served"
     root.mkdir()
-    shutil.copyfile(sheet_path, root / "punks.png")
+    shutil.copyfile(punks_sheet, root / "punks.png")
     edited = sheet_rgba.copy()
     edited[5, 5] = [9, 9, 9, 255]
     Image.fromarray(edited, mode="RGBA").save(root / "corrupt.png")
@@ -361,27 +353,27 @@ def test_a_download_with_the_wrong_hash_is_refused_and_not_kept(server, tmp_path
     assert files_under(cache) == []
 
 
-def test_a_download_is_verified_cached_and_reused(server, sheet_path, tmp_path):
+def test_a_download_is_verified_cached_and_reused(server, punks_sheet, tmp_path):
     base, seen = server
     cache = tmp_path / "cache"
     located = locate_sheet(url=f"{base}/punks.png", cache_dir=cache)
     assert located == (cache / "punks.png").resolve()
-    assert located.read_bytes() == sheet_path.read_bytes()
+    assert located.read_bytes() == punks_sheet.read_bytes()
     assert files_under(cache) == [located]
     punk_set = load_punks([0, 9999], url=f"{base}/punks.png", cache_dir=cache)  # from the cache, no request
     assert seen == ["/punks.png"]
-    np.testing.assert_array_equal(punk_set.images, load_punks([0, 9999], path=sheet_path).images)
+    np.testing.assert_array_equal(punk_set.images, load_punks([0, 9999], path=punks_sheet).images)
     assert punk_set.source == str(located)
 
 
-def test_a_bad_cached_file_is_replaced_by_a_verified_download(server, sheet_path, tmp_path, monkeypatch):
+def test_a_bad_cached_file_is_replaced_by_a_verified_download(server, punks_sheet, tmp_path, monkeypatch):
     base, seen = server
     cache = tmp_path / "env-cache"
     monkeypatch.setenv(punks.CACHE_ENV, str(cache))
     cache.mkdir()
     (cache / "punks.png").write_bytes(b"stale")
     located = locate_sheet(url=f"{base}/punks.png")
-    assert located.parent == cache.resolve() and located.read_bytes() == sheet_path.read_bytes()
+    assert located.parent == cache.resolve() and located.read_bytes() == punks_sheet.read_bytes()
     assert seen == ["/punks.png"]
 
 

@@ -1,4 +1,5 @@
-"""The 10,000 CryptoPunks (spec 4.1) as RGBA images (24, 24, 4, N), from the official sheet or a folder.
+"""The 10,000 CryptoPunks (spec 4.1) as an :class:`ImageSet` (24 x 24 RGB, alpha kept aside), from the
+official sheet or a folder.
 
 The sheet ``punks.png`` is a 2400 x 2400 RGBA PNG, a 100 x 100 grid of 24 x 24 tiles, punk i at tile row
 ``i // 100``, column ``i % 100``. It is found by :func:`locate_sheet` (an explicit path, ``$NMF_LAB_PUNKS``,
@@ -9,7 +10,6 @@ embeds. Alpha takes the values 0, 128 and 255; a pixel is opaque when its alpha 
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import sys
 from dataclasses import dataclass
@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pooch
 from PIL import Image
+
+from nmf_lab.data.images import ImageSet, check_int, check_subset, select_indices
+from nmf_lab.errors import InvalidOption
 
 PUNKS_URL = "https://raw.githubusercontent.com/larvalabs/cryptopunks/master/punks.png"
 PUNKS_SHA256 = "ac39af4793119ee46bbff351d8cb6b5f23da60222126add4268e261199a2921b"
@@ -30,6 +33,8 @@ PATH_ENV = "NMF_LAB_PUNKS"
 """Environment variable: the path of a local copy of punks.png (used instead of a download)."""
 CACHE_ENV = "NMF_LAB_CACHE"
 """Environment variable: the download cache folder (default ``pooch.os_cache("nmf-lab")``)."""
+NAME = "cryptopunks"
+"""The name of the data set (the runs' dataset input)."""
 
 
 class ChecksumError(ValueError):
@@ -40,36 +45,39 @@ class SheetUnavailableError(FileNotFoundError):
     """No local punks.png was given and the download failed; the message says where to put the file."""
 
 
-@dataclass(frozen=True)
-class PunkSet:
-    """CryptoPunks loaded by :func:`load_punks`.
+@dataclass
+class Punks:
+    """Loader of ``data=punks``: ``n_images`` CryptoPunks as an :class:`ImageSet` (24, 24, 3, n) with alpha.
 
-    Attributes:
-        images: float64 array (24, 24, 4, N), RGBA in [0, 1]; punk ``ids[i]`` is ``images[..., i]``.
-        ids: int64 array (N,), the punk ids (0..9999) in the order of the images.
-        source: the sheet file or the folder the images were read from.
-        sha256: the SHA-256 of the sheet (verified); None when read from a folder.
+    Options: ``n_images`` (1..10000), ``subset`` (``first`` | ``random``, see
+    :func:`nmf_lab.data.images.select_indices`), ``subset_seed``, ``path`` (a local punks.png, else
+    ``$NMF_LAB_PUNKS``, else the verified download from ``url``), ``folder`` (a folder of ``<id>.png``
+    files, the Kaggle layout, instead of the sheet). The options are checked on construction; files are
+    only looked at by :meth:`load` (a missing ``path`` fails the run, it does not stop a sweep).
     """
 
-    images: np.ndarray
-    ids: np.ndarray
-    source: str
-    sha256: str | None = None
+    n_images: int = 500
+    subset: str = "first"
+    subset_seed: int = 0
+    path: str | None = None
+    folder: str | None = None
+    url: str = PUNKS_URL
 
+    def __post_init__(self) -> None:
+        check_int("n_images", self.n_images, 1, N_PUNKS)
+        check_subset(self.subset, self.subset_seed)
+        for key in ("path", "folder", "url"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise InvalidOption(key, value, "must be a path (a string)" + (" or null" if key != "url" else ""))
+        if self.path is not None and self.folder is not None:
+            valid = f"give either path (a sheet) or folder (of <id>.png), not both (path={self.path})"
+            raise InvalidOption("folder", self.folder, valid)
 
-def select_punks(n: int, *, subset: str = "first", seed: int = 0) -> np.ndarray:
-    """The ids of n punks: the ``"first"`` n (0..n-1), or a ``"random"`` sample of n distinct ids.
-
-    The random sample is ``np.random.default_rng(seed).choice(10000, n, replace=False)``, sorted: a subset
-    is a set, and sorted ids keep figures and logs in punk order. Returns an int64 array of shape (n,).
-    """
-    n = _check_int("n", n, 1, N_PUNKS)
-    if subset == "first":
-        return np.arange(n, dtype=np.int64)
-    if subset == "random":
-        seed = _check_int("seed", seed, 0, None)
-        return np.sort(np.random.default_rng(seed).choice(N_PUNKS, n, replace=False)).astype(np.int64)
-    raise ValueError(f"subset must be 'first' or 'random', got {subset!r}")
+    def load(self) -> ImageSet:
+        """Read the selected punks (the sheet is located, downloaded if need be, and verified)."""
+        ids = select_indices(N_PUNKS, self.n_images, self.subset, self.subset_seed)
+        return load_punks(ids, path=self.path, folder=self.folder, url=self.url)
 
 
 def load_punks(
@@ -79,12 +87,13 @@ def load_punks(
     folder: str | os.PathLike | None = None,
     url: str = PUNKS_URL,
     cache_dir: str | os.PathLike | None = None,
-) -> PunkSet:
-    """Read the punks ``ids`` (integers in 0..9999, e.g. from :func:`select_punks`) as a :class:`PunkSet`.
+) -> ImageSet:
+    """The punks ``ids`` (integers in 0..9999, in this order) as an :class:`ImageSet` named ``cryptopunks``.
 
     With ``folder``: one PNG per punk named ``<id>.png`` (the Kaggle layout), each 24 x 24. Otherwise the
     sheet found by :func:`locate_sheet` (``path``, ``url`` and ``cache_dir`` are passed on). Both sources
-    give identical arrays: Pillow's RGBA conversion divided by 255.
+    give identical arrays: Pillow's RGBA conversion divided by 255, RGB as ``images`` and A as ``alpha``.
+    ``source`` is the folder or the sheet's path.
 
     Raises:
         ValueError: for bad ids, both ``path`` and ``folder`` given, a file that is not a readable PNG of
@@ -99,15 +108,14 @@ def load_punks(
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"punk folder {folder} does not exist (expected a folder of <id>.png)")
-        tiles = np.stack([_read_png(folder / f"{i}.png", (TILE, TILE)) for i in ids], axis=-1)
-        return PunkSet(images=tiles / 255.0, ids=ids, source=str(folder))
-    sheet_path = locate_sheet(path, url=url, cache_dir=cache_dir)
-    sheet = _read_png(sheet_path, (GRID * TILE, GRID * TILE))
-    grid = sheet.reshape(GRID, TILE, GRID, TILE, 4)  # (tile row, y, tile column, x, channel)
-    tiles = grid[ids // GRID, :, ids % GRID]  # (N, y, x, channel)
-    return PunkSet(
-        images=np.moveaxis(tiles, 0, -1) / 255.0, ids=ids, source=str(sheet_path), sha256=PUNKS_SHA256
-    )
+        rgba = np.stack([_read_png(folder / f"{i}.png", (TILE, TILE)) for i in ids], axis=-1)
+        source = folder
+    else:
+        source = locate_sheet(path, url=url, cache_dir=cache_dir)
+        sheet = _read_png(source, (GRID * TILE, GRID * TILE))
+        grid = sheet.reshape(GRID, TILE, GRID, TILE, 4)  # (tile row, y, tile column, x, channel)
+        rgba = np.moveaxis(grid[ids // GRID, :, ids % GRID], 0, -1)  # (y, x, channel, N)
+    return ImageSet(images=rgba[:, :, :3] / 255.0, alpha=rgba[:, :, 3] / 255.0, name=NAME, source=str(source), ids=ids)
 
 
 def locate_sheet(
@@ -162,8 +170,7 @@ def _download(url: str, cache_dir: Path) -> Path:
         if "does not match the known hash" not in str(error):
             raise
         raise ChecksumError(
-            f"the file downloaded from {url} is not the official punks.png and was discarded "
-            f"(pooch: {error})"
+            f"the file downloaded from {url} is not the official punks.png and was discarded (pooch: {error})"
         ) from error
     except OSError as error:  # requests' errors are OSErrors too
         raise SheetUnavailableError(
@@ -212,18 +219,9 @@ def _check_ids(ids) -> np.ndarray:
     ids = np.asarray(ids)
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
         raise ValueError(
-            f"ids must be a non-empty 1-D sequence of integers, got an array of shape {ids.shape} "
-            f"and dtype {ids.dtype}"
+            f"ids must be a non-empty 1-D sequence of integers, got an array of shape {ids.shape} and dtype {ids.dtype}"
         )
     bad = ids[(ids < 0) | (ids >= N_PUNKS)]
     if bad.size:
         raise ValueError(f"punk ids must be in 0..{N_PUNKS - 1}, got {bad[:5].tolist()}")
     return ids.astype(np.int64)
-
-
-def _check_int(name: str, value, minimum: int, maximum: int | None) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-    if not ok or value < minimum or (maximum is not None and value > maximum):
-        valid = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"{name} must be an integer {valid}, got {value!r}")
-    return int(value)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from nmf_lab.errors import InvalidOption
 
 TOY_MATRICES: dict[str, np.ndarray] = {
     "A1": np.array([[1, 0], [0, 1]], dtype=np.float64),
@@ -47,3 +51,19 @@ def toy_matrix(name: str) -> np.ndarray:
         known = ", ".join([*TOY_MATRICES, "movies"])
         raise ValueError(f"unknown toy matrix {name!r}; known: {known}")
     return TOY_MATRICES[name].copy()
+
+
+@dataclass
+class ToyMatrix:
+    """Loader of ``data=toy`` and ``data=movies``: the matrix ``matrix`` (A1..A4, or ``movies``)."""
+
+    matrix: str = "A1"
+
+    def __post_init__(self) -> None:
+        names = [*TOY_MATRICES, "movies"]
+        if self.matrix not in names:
+            raise InvalidOption("matrix", self.matrix, f"one of {', '.join(names)}")
+
+    def load(self) -> np.ndarray:
+        """A float64 copy of the matrix."""
+        return toy_matrix(self.matrix)
