@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from experiments.fitting import fit
-from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS, toy_matrix
+from experiments.shared import fit_and_log
+from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS
 from nmf_lab.figures import heatmaps
-from nmf_lab.tracking import log_factorization
 
 
 def run(settings, run) -> None:
     """Factorize the ratings; draw A, W (movies x components) and H (components x users) as heat maps."""
-    A = toy_matrix("movies")
-    result = fit(A, settings)
-    log_factorization(run, A, result)
+    A = settings.data.load()
+    result = fit_and_log(A, settings, run)
     components = [f"component {k + 1}" for k in range(settings.rank)]
     figure = heatmaps(
         [

@@ -1,4 +1,5 @@
-"""``nmf-lab``: the Hydra app. One job is one MLflow run; ``-m`` makes a sweep of child runs.
+"""The command-line apps: ``nmf-lab`` (a Hydra app: one job is one MLflow run, ``-m`` makes a sweep of child
+runs) and ``nmf-lab-summary`` (write a sweep's summary again).
 
     nmf-lab                          # the default experiment
     nmf-lab experiment=toy           # spec Task 1 (a sweep of its own)
@@ -7,22 +8,24 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-from pathlib import Path
+import sys
+from collections.abc import Sequence
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nmf_lab.config import ConfigError, register_configs, validate
+from nmf_lab.config import CONF_DIR, ConfigError, experiment_name, register_configs, validate
+from nmf_lab.job import run_job
 from nmf_lab.progress import PROGRESS_ENV
-from nmf_lab.sweep import run_job
-from nmf_lab.tracking import TrackingUnavailable, raise_interrupted_on_sigterm
+from nmf_lab.summary import summarize_sweep
+from nmf_lab.tracking import TrackingUnavailable, open_client, raise_interrupted_on_sigterm
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-"""The project's ``conf/`` folder (the package is installed editable, from the project's own files)."""
-
+if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
+    sys.path.append(os.getcwd())
 register_configs()
 
 
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> str:
         return run_job(
             cfg,
             settings,
-            experiment_name=settings.tracking.experiment or hydra_config.runtime.choices["experiment"],
+            experiment_name=experiment_name(settings, hydra_config),
             overrides=list(hydra_config.overrides.task),
             in_sweep=hydra_config.mode == RunMode.MULTIRUN,
             blas_threads=settings.blas_threads or blas_threads_per_worker(hydra_config.launcher),
@@ -65,6 +68,23 @@ def blas_threads_per_worker(launcher: DictConfig) -> int | None:
     if "submitit" in target.lower():
         return int(launcher.get("cpus_per_task") or 1)
     return None
+
+
+def summary_main(argv: Sequence[str] | None = None) -> None:
+    """``nmf-lab-summary``: write a sweep's summary again, from its parent run id."""
+    parser = argparse.ArgumentParser(prog="nmf-lab-summary", description=summary_main.__doc__)
+    parser.add_argument("parent_run_id", help="the run id of the sweep's parent run")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
+    )
+    args = parser.parse_args(argv)
+    summary = summarize_sweep(open_client(args.tracking_uri), args.parent_run_id)
+    print(
+        f"summary of {summary.n_children} children ({summary.n_failed} failed) written to run "
+        f"{args.parent_run_id}; varied: {', '.join(summary.varied) or 'nothing'}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,26 +1,40 @@
-"""The schema of every config group, as dataclasses registered with Hydra's ConfigStore.
+"""The job config: what Hydra composes, checked and typed before any MLflow run exists.
 
-Hydra checks keys and types when it composes (an unknown key or a wrong type names the key); the
-``check`` methods below add the ranges, run by :func:`validate` before any MLflow run exists.
-Each YAML file under ``conf/<group>/`` starts from the schema stored here as ``<group>/<name>_schema``.
+A composed config has the harness's own nodes (``experiment``, ``rank``, ``seed``, ``tracking``, ``sweep``,
+``blas_threads``), the plug-in nodes that name what they build (``data._target_``: a loader class;
+``solver.name``: a registered solver) and the nodes of the study's own settings (a study module's
+``SETTINGS``, e.g. ``{"denoise": DenoiseSettings}``). :func:`validate` turns it into :class:`Config`:
+
+- an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError` naming the key;
+- ``data`` becomes the loader object (``settings.data.load()`` reads the data);
+- ``solver`` becomes a :class:`SolverConfig` whose ``options`` are the solver's own (``delta`` for mu, ...).
+
+Only the keys a job composes are in its config, so its logged params (:func:`run_params`) say only what the
+run used: a denoising node exists in denoising jobs only, the benchmark composes no solver.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from nmf_lab.data.punks import N_PUNKS, PUNKS_URL
-from nmf_lab.data.toy import TOY_MATRICES
-from nmf_lab.solvers import SOLVERS
+from nmf_lab.errors import InvalidOption
+from nmf_lab.solvers import get_solver, solver_names
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+"""The project's ``conf/`` folder (the package is installed editable, from the project's own files)."""
 
 
 class ConfigError(ValueError):
-    """A config value out of its valid range; the message names the key."""
+    """A config value that is unknown, of the wrong type or out of its valid range; the message names the key."""
 
 
 def _require(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -32,89 +46,42 @@ def _require(ok: bool, key: str, value: Any, valid: str) -> None:
 class SolverConfig:
     """``solver/``: the update rule of :func:`nmf_lab.fit_nmf`, its precision, and when it stops: after
     ``max_iter`` iterations, when the projected gradient falls below ``tol`` times its start (0: off), or
-    after ``time_limit`` seconds (null: none)."""
+    after ``time_limit`` seconds (null: none). Every other key of the node is an option of the solver
+    (its registry entry lists them), collected in ``options``."""
 
     name: str = "mu"
     max_iter: int = 1000
-    delta: float = 1e-9
     tol: float = 0.0
-    time_limit: Optional[float] = None
+    time_limit: float | None = None
     dtype: str = "float64"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        _require(self.name in SOLVERS, "solver.name", self.name, f"one of {', '.join(sorted(SOLVERS))}")
         _require(self.max_iter >= 0, "solver.max_iter", self.max_iter, "must be an integer >= 0")
-        _require(self.delta >= 0, "solver.delta", self.delta, "must be >= 0 (the spec uses 1e-9..1e-6)")
         _require(self.tol >= 0, "solver.tol", self.tol, "must be >= 0 (0: no stopping rule)")
         _require(
-            self.time_limit is None or self.time_limit > 0, "solver.time_limit", self.time_limit,
+            self.time_limit is None or self.time_limit > 0,
+            "solver.time_limit",
+            self.time_limit,
             "must be null (no limit) or a number of seconds > 0",
         )
         _require(self.dtype in ("float64", "float32"), "solver.dtype", self.dtype, "one of float64, float32")
 
 
-@dataclass
-class ToyData:
-    """``data/toy``, ``data/movies``: one of the spec's small matrices."""
-
-    kind: str = "toy"
-    matrix: str = "A1"
-
-    def check(self) -> None:
-        names = [*TOY_MATRICES, "movies"]
-        _require(self.matrix in names, "data.matrix", self.matrix, f"one of {', '.join(names)}")
-
-
-@dataclass
-class PunksData:
-    """``data/punks``: N CryptoPunks, their RGB channels as the 1728 x N matrix A (spec 4.2).
-
-    ``path``: a local copy of the official sheet punks.png (else ``$NMF_LAB_PUNKS``, else it is downloaded
-    once from ``url`` and verified). ``folder``: a folder of ``<id>.png`` files instead of the sheet.
-    ``subset``: the ``first`` N punks, or a ``random`` sample of N drawn with ``subset_seed``.
-    """
-
-    kind: str = "punks"
-    n_images: int = 500
-    subset: str = "first"
-    subset_seed: int = 0
-    path: Optional[str] = None
-    folder: Optional[str] = None
-    url: str = PUNKS_URL
-
-    def check(self) -> None:
-        _require(1 <= self.n_images <= N_PUNKS, "data.n_images", self.n_images, f"must be in 1..{N_PUNKS}")
-        _require(self.subset in ("first", "random"), "data.subset", self.subset, "one of first, random")
-        _require(self.subset_seed >= 0, "data.subset_seed", self.subset_seed, "must be an integer >= 0")
+SOLVER_KEYS = tuple(f.name for f in dataclasses.fields(SolverConfig) if f.name != "options")
+"""The keys every solver config has; the others are the solver's own options."""
 
 
 @dataclass
 class NoiseConfig:
     """``noise/``: the noise model of spec 6.1 (``sigma = 0``: none), seeded apart from the NMF."""
 
-    kind: str = "none"
     sigma: float = 0.0
     seed: int = 0
 
     def check(self) -> None:
         _require(self.sigma >= 0, "noise.sigma", self.sigma, "must be >= 0 (0 means no noise)")
         _require(self.seed >= 0, "noise.seed", self.seed, "must be an integer >= 0")
-
-
-@dataclass
-class DenoiseConfig:
-    """How the denoising study reconstructs A from A_noisy.
-
-    ``method``: ``nmf`` (W H of an NMF fitted to A_noisy) or ``svd`` (the truncated SVD of A_noisy, rank d).
-    ``postprocess``: use what the noise model guarantees, for both methods alike: clip to [0, 1] and set
-    the colours of transparent pixels (known from alpha) to 0.
-    """
-
-    method: str = "nmf"
-    postprocess: bool = False
-
-    def check(self) -> None:
-        _require(self.method in ("nmf", "svd"), "denoise.method", self.method, "one of nmf, svd")
 
 
 @dataclass
@@ -125,41 +92,8 @@ class TrackingConfig:
     directory. ``experiment: null`` names the MLflow experiment after the selected experiment config.
     """
 
-    uri: Optional[str] = None
-    experiment: Optional[str] = None
-
-
-@dataclass
-class BenchmarkConfig:
-    """``benchmark``: what the benchmark experiment measures (all timings in one process, one initial guess).
-
-    ``solvers``: nmf-lab's solvers to race to the target (``name`` or ``name:float32``); ``sklearn``: also time scikit-learn's NMF ("mu" and
-    "cd", needs the ``bench`` extra); ``repeats``: timings are the median of this many; ``timing_iterations``:
-    iterations per timing of seconds per iteration; ``target_iter``: the target error is nmf-lab mu's error
-    after this many iterations; ``time_limit``: seconds a solver may take to reach it.
-    """
-
-    solvers: list[str] = field(
-        default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated", "ahals_extrapolated:float32"]
-    )
-    sklearn: bool = True
-    repeats: int = 5
-    timing_iterations: int = 10
-    target_iter: int = 1000
-    time_limit: float = 900.0
-
-    def check(self) -> None:
-        unknown = [
-            entry for entry in self.solvers
-            if entry.partition(":")[0] not in SOLVERS or entry.partition(":")[2] not in ("", "float32", "float64")
-        ]
-        _require(not unknown and bool(self.solvers), "benchmark.solvers", self.solvers,
-                 f"a non-empty list of {', '.join(sorted(SOLVERS))}, each optionally with :float32 or :float64")
-        _require(self.repeats >= 1, "benchmark.repeats", self.repeats, "must be an integer >= 1")
-        _require(self.timing_iterations >= 2, "benchmark.timing_iterations", self.timing_iterations,
-                 "must be an integer >= 2")
-        _require(self.target_iter >= 1, "benchmark.target_iter", self.target_iter, "must be an integer >= 1")
-        _require(self.time_limit > 0, "benchmark.time_limit", self.time_limit, "must be > 0 seconds")
+    uri: str | None = None
+    experiment: str | None = None
 
 
 @dataclass
@@ -167,8 +101,8 @@ class SweepConfig:
     """How a multirun treats its jobs.
 
     ``skip_finished``: a job whose resolved config (tracking aside) equals that of a FINISHED run in the same
-    experiment is not fitted again; its child run copies that run's params and metrics and names it in the
-    tag ``nmf_lab.reused_from``. An interrupted sweep resumes cheaply.
+    experiment is not fitted again; its child run copies that run's metrics and names it in the tag
+    ``nmf_lab.reused_from``. An interrupted sweep resumes cheaply.
     """
 
     skip_finished: bool = False
@@ -176,75 +110,223 @@ class SweepConfig:
 
 @dataclass
 class ExperimentConfig:
-    """``experiment/``: which study module of ``experiments/`` runs the job."""
+    """``experiment/``: the study that runs the job, a module named by its dotted path (``experiments.images``)
+    with ``run(settings, run)`` and optionally ``summarize(children, parent)`` and ``SETTINGS``."""
 
     study: str = MISSING
-
-    def check(self) -> None:
-        from experiments import STUDIES
-
-        _require(self.study in STUDIES, "experiment.study", self.study, f"one of {', '.join(STUDIES)}")
 
 
 @dataclass
 class Config:
-    """The whole job: what to factorize (``data``), with how many components and which seed."""
+    """The whole job: the study, what it factorizes (``data``) with how many components and which seed."""
 
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-    data: Any = MISSING
-    solver: SolverConfig = field(default_factory=SolverConfig)
+    data: Any = None
+    solver: Any = None
+    noise: NoiseConfig | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    noise: NoiseConfig = field(default_factory=NoiseConfig)
-    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     rank: int = 2
     seed: int = 0
-    blas_threads: Optional[int] = None
+    blas_threads: int | None = None
 
     def check(self) -> None:
         _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
         _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
         _require(
-            self.blas_threads is None or self.blas_threads >= 1, "blas_threads", self.blas_threads,
+            self.blas_threads is None or self.blas_threads >= 1,
+            "blas_threads",
+            self.blas_threads,
             "must be null (automatic) or an integer >= 1",
         )
-        for group in (self.experiment, self.data, self.solver, self.noise, self.denoise, self.benchmark):
-            group.check()
+        for key, value in vars(self).items():
+            if hasattr(value, "check"):
+                try:
+                    value.check()
+                except InvalidOption as error:  # a study's settings name the key within their node
+                    raise ConfigError(f"invalid config value {key}.{error}") from error
+
+
+HARNESS_KEYS = ("tracking", "sweep", "blas_threads")
+"""Keys that say where and how a job runs, not what it computes: in ``config.yaml`` but not logged as params."""
 
 
 def register_configs() -> None:
-    """Store the schemas so that ``conf/`` YAML files can build on them (``defaults: [<name>_schema]``)."""
+    """Store the schemas that ``conf/`` YAML files build on, and a config for every registered solver
+    without a YAML file of its own (a plug-in solver runs as ``solver=NAME`` with its defaults)."""
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    cs.store(group="solver", name="solver_schema", node=SolverConfig)
-    cs.store(group="data", name="toy_schema", node=ToyData)
-    cs.store(group="data", name="punks_schema", node=PunksData)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
     cs.store(group="noise", name="noise_schema", node=NoiseConfig)
+    for name in solver_names():
+        if not (CONF_DIR / "solver" / f"{name}.yaml").is_file():
+            cs.store(group="solver", name=name, node=solver_defaults(name))
+
+
+def solver_defaults(name: str) -> dict[str, Any]:
+    """The full solver config of a registered solver with its defaults: the common keys and its options."""
+    common = OmegaConf.to_container(OmegaConf.structured(SolverConfig(name=name)))
+    del common["options"]
+    return {**common, **{key: option.default for key, option in get_solver(name).options.items()}}
+
+
+def load_study(dotted: str) -> ModuleType:
+    """The study module named by ``experiment.study``; it must define ``run(settings, run)``.
+
+    Raises :class:`ConfigError` naming the value when the module cannot be imported or has no ``run``.
+    """
+    if not isinstance(dotted, str) or not dotted:
+        raise ConfigError(f"invalid config value experiment.study={dotted!r}: a module's dotted path")
+    try:
+        module = importlib.import_module(dotted)
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            f"invalid config value experiment.study={dotted!r}: no module {error.name!r} on the Python path "
+            f"(a study is a module with run(settings, run), e.g. experiments.images)"
+        ) from error
+    except Exception as error:  # the module exists but fails to import
+        raise ConfigError(
+            f"invalid config value experiment.study={dotted!r}: importing it failed with "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not callable(getattr(module, "run", None)):
+        raise ConfigError(
+            f"invalid config value experiment.study={dotted!r}: the module {module.__file__} has no function "
+            f"run(settings, run)"
+        )
+    return module
 
 
 def validate(cfg: DictConfig) -> Config:
     """The typed, range-checked job config; raises :class:`ConfigError` naming the first bad key."""
-    _reject_unknown_keys(cfg)
-    settings = OmegaConf.to_object(cfg)
-    assert isinstance(settings, Config), f"the config does not build on config_schema: {type(settings)}"
+    if "hydra" in cfg:
+        raise ValueError("validate() takes a job's config, without Hydra's own node (see job_config)")
+    study = load_study(OmegaConf.select(cfg, "experiment.study", default=None))
+    schema = _schema(getattr(study, "SETTINGS", {}))
+    container = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(schema), container)
+    except OmegaConfBaseException as error:
+        raise _config_error(error) from error
+    settings = OmegaConf.to_object(typed)
+    settings.data = _build_loader(container.get("data"))
+    settings.solver = _build_solver(container.get("solver"))
     settings.check()
     return settings
 
 
-def _reject_unknown_keys(node: DictConfig, prefix: str = "") -> None:
-    """Hydra's ``+key=value`` can add keys that a schema does not know; name them instead of ignoring."""
-    schema = OmegaConf.get_type(node)
-    if dataclasses.is_dataclass(schema):
-        known = {f.name for f in dataclasses.fields(schema)}
-        for key in node:
-            if key not in known:
-                raise ConfigError(
-                    f"unknown config key {prefix}{key}; {prefix.rstrip('.') or 'the config'} has "
-                    f"{', '.join(sorted(known))}"
-                )
-    for key in node:
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            _reject_unknown_keys(child, prefix=f"{prefix}{key}.")
+def _schema(study_settings: dict[str, type]) -> type:
+    """:class:`Config` plus a field for each node of the study's own settings."""
+    if not study_settings:
+        return Config
+    fields = [(key, schema, field(default_factory=schema)) for key, schema in study_settings.items()]
+    return dataclasses.make_dataclass("StudyConfig", fields, bases=(Config,))
+
+
+def _config_error(error: OmegaConfBaseException) -> ConfigError:
+    key = error.full_key or "?"
+    if type(error).__name__ == "ConfigKeyError":
+        return ConfigError(f"unknown config key {key}; check its spelling (nmf-lab --cfg job shows the config)")
+    message = str(error).splitlines()[0]
+    return ConfigError(f"invalid config value {key}={getattr(error, 'value', '?')!r}: {message}")
+
+
+def _build_loader(node: dict | None):
+    """The data loader named by ``data._target_``, constructed from the node's other keys."""
+    if node is None:
+        return None
+    options = dict(node)
+    target = options.pop("_target_", None)
+    if not isinstance(target, str):
+        raise ConfigError("the data config has no _target_: it must name its loader, e.g. nmf_lab.data.punks.Punks")
+    module_name, _, name = target.rpartition(".")
+    try:
+        loader = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise ConfigError(f"invalid config value data._target_={target!r}: no such class ({error})") from error
+    fields = {f.name for f in dataclasses.fields(loader)} if dataclasses.is_dataclass(loader) else None
+    unknown = sorted(set(options) - fields) if fields is not None else []
+    if unknown:
+        raise ConfigError(f"unknown config key data.{unknown[0]}; {target} takes {', '.join(sorted(fields))}")
+    try:
+        return loader(**options)
+    except InvalidOption as error:
+        raise ConfigError(f"invalid config value data.{error}") from error
+    except TypeError as error:
+        raise ConfigError(f"invalid data config for {target}: {error}") from error
+
+
+def _build_solver(node: dict | None) -> SolverConfig | None:
+    """The common solver settings, typed, and the solver's own options, checked by its registry entry."""
+    if node is None:
+        return None
+    name = node.get("name")
+    try:
+        solver = get_solver(name)
+    except ValueError as error:
+        raise ConfigError(f"invalid config value solver.name={name!r}: one of {', '.join(solver_names())}") from error
+    common = {key: value for key, value in node.items() if key in SOLVER_KEYS}
+    try:
+        settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SolverConfig), common))
+    except OmegaConfBaseException as error:
+        error.full_key = f"solver.{error.full_key}"
+        raise _config_error(error) from error
+    given = {key: value for key, value in node.items() if key not in SOLVER_KEYS}
+    unknown = sorted(set(given) - set(solver.options))
+    if unknown:
+        valid = ", ".join([*SOLVER_KEYS, *solver.options])
+        raise ConfigError(f"unknown config key solver.{unknown[0]}; solver {name} has {valid}")
+    try:
+        settings.options = solver.resolve_options(given)
+    except InvalidOption as error:
+        raise ConfigError(f"invalid config value solver.{error}") from error
+    return settings
+
+
+def experiment_name(settings: Config, hydra_config: DictConfig) -> str:
+    """The MLflow experiment of a job or sweep: ``tracking.experiment`` if set, else the experiment config's
+    name (``punks``), followed by the data set when the command line chose another one (``punks-digits``), so
+    that runs on different data are not compared as if they were alike."""
+    if settings.tracking.experiment:
+        return settings.tracking.experiment
+    name = hydra_config.runtime.choices.experiment
+    chosen = [override.partition("=")[2] for override in hydra_config.overrides.task if override.startswith("data=")]
+    if chosen and "," not in chosen[-1]:
+        name += f"-{chosen[-1]}"
+    return name
+
+
+def job_config(cfg: DictConfig) -> DictConfig:
+    """A copy of a composed config without Hydra's own ``hydra`` node: what a job sees."""
+    from omegaconf import open_dict, read_write
+
+    cfg = cfg.copy()
+    if "hydra" in cfg:
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+    return cfg
+
+
+def run_params(cfg: DictConfig) -> dict[str, Any]:
+    """The params a job logs: its resolved config as dotted keys, without the harness's keys
+    (:data:`HARNESS_KEYS`) and without what the run did not use (the noise seed when sigma is 0, the subset
+    seed of the first N images)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in HARNESS_KEYS:
+        container.pop(key, None)
+    noise, data = container.get("noise"), container.get("data")
+    if isinstance(noise, dict) and not noise.get("sigma"):
+        noise.pop("seed", None)
+    if isinstance(data, dict) and data.get("subset") == "first":
+        data.pop("subset_seed", None)
+    return _flatten(container)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"solver": {"name": "mu"}}`` -> ``{"solver.name": "mu"}``; lists become their string form."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, prefix=f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

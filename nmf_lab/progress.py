@@ -26,8 +26,14 @@ def progress_enabled() -> bool:
 def fit_progress(total: int, description: str) -> Iterator[Callable[[int, float], bool]]:
     """Yield a ``callback(k, error)`` for :func:`nmf_lab.fit_nmf` that advances a bar of ``total`` steps."""
     bar = tqdm(
-        total=total, desc=description, unit="it", delay=2.0, mininterval=0.5, leave=False,
-        disable=not progress_enabled(), dynamic_ncols=True,
+        total=total,
+        desc=description,
+        unit="it",
+        delay=2.0,
+        mininterval=0.5,
+        leave=False,
+        disable=not progress_enabled(),
+        dynamic_ncols=True,
     )
 
     def callback(k: int, error: float) -> bool:

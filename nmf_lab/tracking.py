@@ -6,6 +6,7 @@ The only module that imports mlflow. Everything goes through an explicit :class:
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -16,6 +17,7 @@ import traceback
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,18 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # summaries read many small artifacts
+
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 """The default store, relative to the current directory; artifacts go beside it under ``mlruns/``."""
 
 TAG_PREFIX = "nmf_lab."
+
+FINISHED, FAILED, KILLED, RUNNING = (
+    RunStatus.to_string(status)
+    for status in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED, RunStatus.RUNNING)
+)
+"""Run statuses as MLflow spells them."""
 
 
 class Interrupted(BaseException):
@@ -122,9 +132,7 @@ class RunLog:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = _now_ms()
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
-        )
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def log_curve(self, key: str, values: np.ndarray) -> None:
         """Log ``values[k]`` as metric ``key`` at step k, in one batch call."""
@@ -166,12 +174,31 @@ class RunLog:
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
 
-    def copy_from(self, run) -> None:
-        """Copy the params and every metric history of another (finished) ``run`` into this one."""
-        self.log_params(run.data.params)
+    def copy_metrics_from(self, run) -> None:
+        """Copy every metric history of another (finished) ``run`` into this one."""
         for key in run.data.metrics:
             history = self.client.get_metric_history(run.info.run_id, key)
             self.client.log_batch(self.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in history])
+
+    def log_factorization(self, A: np.ndarray, result) -> None:
+        """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
+        ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F``, ``n_iter``,
+        ``best_iter``, the tag ``nmf_lab.stop_reason``, and the factors as ``arrays/W.npy`` and
+        ``arrays/H.npy``."""
+        final = result.final_error
+        norm = float(np.linalg.norm(np.asarray(A, dtype=np.float64)))
+        self.log_curve("error", result.errors)
+        self.log_metrics(
+            {
+                "final_error": final,
+                "relative_error": final / norm,
+                "n_iter": result.n_iter,
+                "best_iter": result.best_iter,
+            }
+        )
+        self.set_tags({TAG_PREFIX + "stop_reason": result.stop_reason})
+        self.log_array(result.W, "arrays/W.npy")
+        self.log_array(result.H, "arrays/H.npy")
 
     def log_text(self, text: str, path: str) -> None:
         self.log_bytes(text.encode("utf-8"), path)
@@ -221,18 +248,6 @@ def tracked_run(
         client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"solver": {"name": "mu"}}`` -> ``{"solver.name": "mu"}``; lists become their string form."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, prefix=f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def finished_run_with_tag(client: MlflowClient, experiment_id: str, key: str, value: str):
     """The latest FINISHED run of the experiment whose tag ``key`` is ``value``, or None."""
     runs = client.search_runs(
@@ -244,15 +259,70 @@ def finished_run_with_tag(client: MlflowClient, experiment_id: str, key: str, va
     return runs[0] if runs else None
 
 
-def child_runs(client: MlflowClient, parent_run_id: str) -> list:
+@dataclass
+class StoredRun:
+    """A finished run as a summary sees it, read back from the store: its params, final metrics, metric
+    histories (:meth:`curve`) and its config as typed values (:attr:`config`, from ``config.yaml``)."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    client: MlflowClient = field(repr=False)
+
+    @classmethod
+    def of(cls, client: MlflowClient, run) -> StoredRun:
+        return cls(
+            run_id=run.info.run_id,
+            name=run.info.run_name or "",
+            status=run.info.status,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+            client=client,
+        )
+
+    def curve(self, key: str = "error") -> np.ndarray:
+        """The metric ``key`` of this run by step, e.g. its error curve."""
+        history = sorted(self.client.get_metric_history(self.run_id, key), key=lambda m: m.step)
+        return np.array([m.value for m in history], dtype=np.float64)
+
+    @functools.cached_property
+    def config(self):
+        """The run's resolved config (its ``config.yaml``) as an OmegaConf node of typed values:
+        ``child.config.rank`` is an int, ``child.config.noise.sigma`` a float."""
+        from omegaconf import OmegaConf
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(self.run_id, "config.yaml", tmp)
+            return OmegaConf.load(path)
+
+
+def child_runs(client: MlflowClient, parent_run_id: str) -> list[StoredRun]:
     """The child runs of a parent run, oldest first."""
     parent = client.get_run(parent_run_id)
-    return client.search_runs(
+    runs = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
         order_by=["attributes.start_time ASC"],
         max_results=50_000,
     )
+    return [StoredRun.of(client, run) for run in runs]
+
+
+def run_experiment_id(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.experiment_id
+
+
+def run_status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
+
+
+def end_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """Set the final ``status`` (:data:`FINISHED`, :data:`FAILED` or :data:`KILLED`) of a run."""
+    client.set_terminated(run_id, status)
 
 
 def provenance_tags(project_dir: Path) -> dict[str, str]:
@@ -267,9 +337,7 @@ def provenance_tags(project_dir: Path) -> dict[str, str]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=10
-            )
+            done = subprocess.run(["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -284,8 +352,7 @@ def provenance_tags(project_dir: Path) -> dict[str, str]:
         TAG_PREFIX + "numpy_version": np.__version__,
         TAG_PREFIX + "mlflow_version": mlflow.__version__,
         TAG_PREFIX + "blas": ", ".join(
-            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)"
-            for pool in blas
+            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads)" for pool in blas
         )
         or "unknown",
     }
@@ -293,23 +360,3 @@ def provenance_tags(project_dir: Path) -> dict[str, str]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def log_factorization(run: RunLog, A: np.ndarray, result) -> None:
-    """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
-    ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F``, ``n_iter``,
-    ``best_iter``, the tag ``nmf_lab.stop_reason``, the factors as
-    ``arrays/W.npy`` and ``arrays/H.npy``, and ``figures/error_curve.png``."""
-    from nmf_lab.figures import error_curves
-
-    final = result.final_error
-    norm = float(np.linalg.norm(np.asarray(A, dtype=np.float64)))
-    run.log_curve("error", result.errors)
-    run.log_metrics(
-        {"final_error": final, "relative_error": final / norm, "n_iter": result.n_iter, "best_iter": result.best_iter}
-    )
-    run.set_tags({TAG_PREFIX + "stop_reason": result.stop_reason})
-    run.log_array(result.W, "arrays/W.npy")
-    run.log_array(result.H, "arrays/H.npy")
-    title = f"{result.solver}, d = {result.W.shape[1]}: final error {final:.4g}"
-    run.log_figure(error_curves({"error": result.errors}, title=title), "figures/error_curve.png")

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real MLflow sqlite store per test session, and a way to run the real CLI."""
+"""Shared fixtures: one real MLflow sqlite store per test session, the real CryptoPunks sheet found the way
+the app finds it, and a way to run the real CLI in a subprocess. Helpers to import live in ``helpers.py``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,27 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PUNKS_PNG = PROJECT_ROOT.parent / "shared" / "data" / "punks.png"
+REQUIRE_REAL_DATA_ENV = "NMF_LAB_REQUIRE_REAL_DATA"
+"""Set to 1 (CI does): a real-data test that cannot find the data fails instead of skipping."""
+
+
+@pytest.fixture(scope="session")
+def punks_sheet() -> Path:
+    """The verified official punks.png, found as ``nmf-lab`` finds it: ``$NMF_LAB_PUNKS``, else the download
+    cache, else the verified download. Offline with no copy the test skips, saying how to get the file (or
+    fails, when ``$NMF_LAB_REQUIRE_REAL_DATA=1``)."""
+    from nmf_lab.data.punks import PATH_ENV, SheetUnavailableError, locate_sheet
+
+    try:
+        return locate_sheet()
+    except SheetUnavailableError:
+        reason = (
+            f"the CryptoPunks sheet is not here and could not be downloaded: run `nmf-lab` once online (it "
+            f"downloads and caches the verified file), or set {PATH_ENV}=/path/to/punks.png"
+        )
+        if os.environ.get(REQUIRE_REAL_DATA_ENV) == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +61,8 @@ def experiment_name(request) -> str:
 
 @pytest.fixture
 def run_cli(tracking_uri, tmp_path):
-    """Run ``python -m nmf_lab ARGS`` in a temporary directory against the session's store."""
+    """Run ``python -m nmf_lab ARGS`` in a temporary directory against the session's store (a subprocess:
+    tests that use it are marked ``slow``)."""
 
     def run(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         full_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
@@ -58,5 +79,34 @@ def run_cli(tracking_uri, tmp_path):
                 f"nmf-lab {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
         return result
+
+    return run
+
+
+@pytest.fixture
+def run_job(tracking_uri, monkeypatch, tmp_path):
+    """Run one job of ``nmf-lab ARGS`` in this process (no sweeps): Hydra's compose API, the app's
+    validation and :func:`nmf_lab.job.run_job`, against the session's store. Raises what the job raises."""
+    from hydra import compose, initialize_config_dir
+
+    from nmf_lab.config import CONF_DIR, experiment_name, job_config, register_configs, validate
+    from nmf_lab.job import run_job as run_one_job
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*overrides: str) -> str:
+        register_configs()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            composed = compose("config", overrides=list(overrides), return_hydra_config=True)
+        cfg = job_config(composed)
+        settings = validate(cfg)
+        return run_one_job(
+            cfg,
+            settings,
+            experiment_name=experiment_name(settings, composed.hydra),
+            overrides=list(overrides),
+            in_sweep=False,
+        )
 
     return run

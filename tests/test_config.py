@@ -1,16 +1,27 @@
-"""Every config composes, and bad values are stopped with a message that names the key."""
+"""Every config composes, bad values are stopped with a message that names the key, and a job's params say
+only what it used."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf import OmegaConf
 
-from nmf_lab.cli import CONF_DIR
-from nmf_lab.config import Config, ConfigError, register_configs, validate
+from nmf_lab.config import (
+    CONF_DIR,
+    SOLVER_KEYS,
+    Config,
+    ConfigError,
+    job_config,
+    register_configs,
+    run_params,
+    validate,
+)
+from nmf_lab.solvers import get_solver
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -22,20 +33,17 @@ def hydra_conf():
         yield
 
 
-def test_conf_dir_is_the_projects():
-    assert CONF_DIR == Path(__file__).resolve().parents[1] / "conf"
-    assert {"toy", "movies"} <= set(EXPERIMENTS)
+def composed(*overrides: str):
+    return job_config(compose("config", overrides=list(overrides)))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_config_composes_and_validates(experiment):
-    from experiments import STUDIES
-
     cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     assert cfg.hydra.runtime.choices.experiment == experiment
-    settings = validate(_without_hydra(cfg))
+    settings = validate(job_config(cfg))
     assert isinstance(settings, Config)
-    assert settings.experiment.study in STUDIES
+    assert settings.experiment.study.startswith("experiments.")
 
 
 def test_toy_experiment_is_a_sweep_of_24_jobs():
@@ -49,49 +57,103 @@ def test_toy_experiment_is_a_sweep_of_24_jobs():
     assert ["data.matrix=A4", "rank=3", "seed=1"] in [job[:3] for job in jobs]
 
 
+@pytest.mark.parametrize("sweep, single", [("punks_ranks", "punks"), ("denoise_ranks", "denoise")])
+def test_a_sweep_config_is_its_single_run_config_plus_a_sweep(sweep, single):
+    """No copied values: the sweep's job config equals the single run's; only hydra's sweep differs."""
+    assert OmegaConf.to_container(composed(f"experiment={sweep}")) == OmegaConf.to_container(
+        composed(f"experiment={single}")
+    )
+    text = (CONF_DIR / "experiment" / f"{sweep}.yaml").read_text()
+    assert yaml.safe_load(text)["defaults"] == [single]
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
         ("solver.max_iter=-1", "solver.max_iter"),
         ("solver.delta=-0.5", "solver.delta"),
+        ("solver.delta=true", "solver.delta"),
         ("solver.name=newton", "solver.name"),
+        ("solver.dtype=float16", "solver.dtype"),
         ("rank=0", "rank"),
         ("seed=-1", "seed"),
         ("data.matrix=A9", "data.matrix"),
-        ("experiment.study=nope", "experiment.study"),
+        ("experiment.study=nope.nothing", "experiment.study"),
+        ("experiment.study=json", "experiment.study"),  # a module without run()
     ],
 )
 def test_out_of_range_values_name_the_key(override, key):
-    cfg = compose("config", overrides=["experiment=movies", override])
+    cfg = composed("experiment=movies", override)
     with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
         validate(cfg)
 
 
 @pytest.mark.parametrize(
-    "override, key", [("solver.max_iter=many", "solver.max_iter"), ("rank=two", "rank")]
+    "overrides, key",
+    [
+        (["solver=ahals", "solver.alpha=-1"], "solver.alpha"),
+        (["solver=ahals", "solver.inner_tol=1.5"], "solver.inner_tol"),
+        (["solver=ahals_extrapolated", "solver.eta=1.0"], "solver.eta"),
+    ],
+)
+def test_solver_options_are_checked_by_their_registry_entry(overrides, key):
+    with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
+        validate(composed("experiment=movies", *overrides))
+
+
+@pytest.mark.parametrize(
+    "override, key", [("solver.max_iter=many", "solver.max_iter"), ("rank=two", "rank"), ("seed=1.5", "seed")]
 )
 def test_wrong_types_name_the_key(override, key):
-    with pytest.raises((ValidationError, ConfigCompositionException), match=key.split(".")[-1]):
+    with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
+        validate(composed("experiment=movies", override))
+
+
+@pytest.mark.parametrize("override", ["solver.maxiter=5", "rnak=3", "solver.alpha=1"])
+def test_unknown_keys_are_rejected_when_composing(override):
+    with pytest.raises(ConfigCompositionException, match=r"maxiter|rnak|alpha"):
         compose("config", overrides=["experiment=movies", override])
 
 
-@pytest.mark.parametrize("override", ["solver.maxiter=5", "rnak=3"])
-def test_unknown_keys_are_rejected(override):
-    with pytest.raises((ConfigKeyError, ConfigCompositionException), match=r"maxiter|rnak"):
-        compose("config", overrides=["experiment=movies", override])
-
-
-@pytest.mark.parametrize("override, key", [("+solver.maxiter=5", "solver.maxiter"), ("+rnak=3", "rnak")])
+@pytest.mark.parametrize(
+    "override, key", [("+solver.maxiter=5", "solver.maxiter"), ("+rnak=3", "rnak"), ("+data.foo=1", "data.foo")]
+)
 def test_keys_added_with_plus_are_rejected_by_validation(override, key):
-    cfg = compose("config", overrides=["experiment=movies", override])
-    with pytest.raises(ConfigError, match=rf"unknown config key {key};"):
-        validate(cfg)
+    with pytest.raises(ConfigError, match=rf"unknown config key {key}\b"):
+        validate(composed("experiment=movies", override))
 
 
-def _without_hydra(cfg):
-    from nmf_lab.sweep import job_config
+@pytest.mark.parametrize("solver", ["mu", "hals", "ahals", "ahals_extrapolated"])
+def test_solver_yaml_files_hold_the_common_keys_and_the_registry_defaults(solver):
+    node = yaml.safe_load((CONF_DIR / "solver" / f"{solver}.yaml").read_text())
+    options = {key: value for key, value in node.items() if key not in SOLVER_KEYS}
+    assert set(SOLVER_KEYS) <= set(node) and node["name"] == solver
+    assert options == {key: option.default for key, option in get_solver(solver).options.items()}
 
-    return job_config(cfg)
+
+def test_solver_options_reach_the_settings_and_the_params():
+    cfg = composed("experiment=movies", "solver=ahals", "solver.alpha=2.0")
+    settings = validate(cfg)
+    assert settings.solver.name == "ahals"
+    assert settings.solver.options == {"alpha": 2.0, "inner_tol": 0.1}
+    params = run_params(cfg)
+    assert params["solver.alpha"] == 2.0 and params["solver.inner_tol"] == 0.1
+    assert "solver.delta" not in params  # ahals has no delta
+
+
+def test_params_say_only_what_the_run_used():
+    punks = run_params(composed("experiment=punks"))
+    assert not [key for key in punks if key.startswith(("benchmark.", "denoise.", "noise.", "tracking.", "sweep."))]
+    assert punks["solver.delta"] == 1e-9 and punks["rank"] == 64
+    assert "data.subset_seed" not in punks  # the first 500 punks: no seed drew them
+    assert run_params(composed("experiment=punks", "data.subset=random"))["data.subset_seed"] == 0
+    benchmark = run_params(composed("experiment=benchmark_small"))
+    assert not [key for key in benchmark if key.startswith("solver.")]
+    assert benchmark["benchmark.target_iter"] == 200
+    clean = run_params(composed("experiment=denoise", "noise.sigma=0"))
+    assert clean["noise.sigma"] == 0 and "noise.seed" not in clean  # no noise: no noise seed
+    noisy = run_params(composed("experiment=denoise"))
+    assert noisy["noise.sigma"] == 0.1 and noisy["noise.seed"] == 0 and noisy["denoise.method"] == "nmf"
 
 
 @pytest.mark.parametrize(
@@ -99,8 +161,6 @@ def _without_hydra(cfg):
     [("joblib", "JoblibLauncher", None), ("submitit_local", "LocalLauncher", 1), ("slurm", "SlurmLauncher", 2)],
 )
 def test_launcher_configs_compose_and_set_blas_threads(launcher, target, threads):
-    import os
-
     from nmf_lab.cli import blas_threads_per_worker
 
     cfg = compose("config", overrides=["experiment=movies", f"hydra/launcher={launcher}"], return_hydra_config=True)
@@ -114,15 +174,16 @@ def test_launcher_configs_compose_and_set_blas_threads(launcher, target, threads
 @pytest.mark.parametrize(
     "experiment, expected",
     [
-        ("punks", {"rank": 64, "data.n_images": 500, "solver.max_iter": 1000, "experiment.study": "images"}),
-        ("denoise", {"rank": 64, "noise.sigma": 0.1, "data.n_images": 500, "experiment.study": "denoise"}),
+        (
+            "punks",
+            {"rank": 64, "data.n_images": 500, "solver.max_iter": 1000, "experiment.study": "experiments.images"},
+        ),
+        ("denoise", {"rank": 64, "noise.sigma": 0.1, "data.n_images": 500, "experiment.study": "experiments.denoise"}),
         ("movies", {"rank": 2, "data.matrix": "movies"}),
         ("benchmark", {"rank": 64, "data.n_images": 10000}),
     ],
 )
 def test_experiment_values_win_over_the_primary_config(experiment, expected):
-    from omegaconf import OmegaConf
-
     cfg = compose("config", overrides=[f"experiment={experiment}"])
     for key, value in expected.items():
         assert OmegaConf.select(cfg, key) == value, key
@@ -135,6 +196,6 @@ def test_plain_nmf_lab_is_the_punks_study():
 
 @pytest.mark.parametrize("solvers", ["[newton]", "[mu:float16]", "[]"])
 def test_bad_benchmark_solvers_name_the_key(solvers):
-    cfg = compose("config", overrides=["experiment=benchmark_small", f"benchmark.solvers={solvers}"])
+    cfg = composed("experiment=benchmark_small", f"benchmark.solvers={solvers}")
     with pytest.raises(ConfigError, match=r"invalid config value benchmark.solvers="):
         validate(cfg)

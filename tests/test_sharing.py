@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -14,14 +15,13 @@ import time
 import numpy as np
 import pytest
 import requests
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from conftest import PUNKS_PNG
-from store_helpers import artifact_paths, load_text, runs_of
+from nmf_lab.tracking import FAILED, FINISHED
 
-FINISHED = RunStatus.to_string(RunStatus.FINISHED)
-FAILED = RunStatus.to_string(RunStatus.FAILED)
+from helpers import artifact_paths, load_text, runs_of
+
+pytestmark = pytest.mark.slow
 QUICK = ["experiment=movies", "solver.max_iter=60"]
 
 
@@ -36,12 +36,27 @@ def server(tmp_path_factory):
     """A real `mlflow server` over a sqlite store, artifacts proxied from a folder, on a free loopback port."""
     root = tmp_path_factory.mktemp("server")
     port = free_port()
-    log = open(root / "server.log", "w")
+    log = open(root / "server.log", "w")  # noqa: SIM115 (open for the server's lifetime, closed below)
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -67,11 +82,18 @@ def server(tmp_path_factory):
         log.close()
 
 
-def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_cli, experiment_name, tmp_path):
+def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_job, run_cli, experiment_name, tmp_path, monkeypatch):
     uri, root = server
-    run_cli(*QUICK, "tracking=server", f"tracking.experiment={experiment_name}", env={"MLFLOW_TRACKING_URI": uri})
-    run_cli("-m", *QUICK, "seed=0,1", "tracking=server", f"tracking.uri={uri}",
-            f"tracking.experiment={experiment_name}-sweep")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # tracking=server takes the URI from the environment
+    run_job(*QUICK, "tracking=server", f"tracking.experiment={experiment_name}")
+    run_cli(
+        "-m",
+        *QUICK,
+        "seed=0,1",
+        "tracking=server",
+        f"tracking.uri={uri}",
+        f"tracking.experiment={experiment_name}-sweep",
+    )
     client = MlflowClient(uri)
     (single,), _ = runs_of(client, experiment_name)
     assert single.info.status == FINISHED and single.info.artifact_uri.startswith("mlflow-artifacts:")
@@ -85,31 +107,60 @@ def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_cli, experiment_
     assert "summary/children.csv" in artifact_paths(client, parent.info.run_id)
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "http://127.0.0.1:{http_port}/not-mlflow"])
-def test_an_unreachable_or_wrong_server_fails_fast_naming_the_uri(run_cli, experiment_name, uri, tmp_path):
-    http = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port := free_port())],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@pytest.fixture
+def not_mlflow(tmp_path):
+    """A plain HTTP server on a free loopback port: it answers, but not like MLflow."""
+    port = free_port()
+    http = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        uri = uri.format(http_port=port)
         for _ in range(50):
             try:
                 requests.get(f"http://127.0.0.1:{port}/", timeout=1)
                 break
             except requests.RequestException:
                 time.sleep(0.1)
-        for args in ([*QUICK], ["-m", *QUICK, "seed=0,1"]):
-            result = run_cli(*args, "tracking=server", f"tracking.uri={uri}",
-                             f"tracking.experiment={experiment_name}", check=False)
-            assert result.returncode != 0
-            assert "nmf-lab: " in result.stderr and uri in result.stderr
-            assert "Traceback" not in result.stderr
+        yield f"http://127.0.0.1:{port}/not-mlflow"
     finally:
         http.terminate()
 
 
+def test_an_unreachable_or_wrong_server_fails_fast_naming_the_uri(
+    run_job, run_cli, client, experiment_name, not_mlflow
+):
+    from nmf_lab.tracking import TrackingUnavailable
+
+    for uri in ("http://127.0.0.1:9", not_mlflow):
+        with pytest.raises(TrackingUnavailable, match=re.escape(uri)):
+            run_job(*QUICK, "tracking=server", f"tracking.uri={uri}", f"tracking.experiment={experiment_name}")
+    # The command line says so in one line, for a single run and for a sweep, and creates no run.
+    for args in ([*QUICK], ["-m", *QUICK, "seed=0,1"]):
+        result = run_cli(
+            *args,
+            "tracking=server",
+            f"tracking.uri={not_mlflow}",
+            f"tracking.experiment={experiment_name}",
+            check=False,
+        )
+        assert result.returncode != 0
+        assert "nmf-lab: " in result.stderr and not_mlflow in result.stderr
+        assert "Traceback" not in result.stderr
+    assert client.get_experiment_by_name(experiment_name) is None
+
+
 def test_joblib_sweep_of_8_jobs_on_2_workers_loses_nothing(run_cli, client, experiment_name, tmp_path):
-    run_cli("-m", *QUICK, "seed=range(8)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-            f"tracking.experiment={experiment_name}")
+    run_cli(
+        "-m",
+        *QUICK,
+        "seed=range(8)",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"tracking.experiment={experiment_name}",
+    )
     (parent,), children = runs_of(client, experiment_name)
     assert len(children) == 8 and {c.info.status for c in children} == {FINISHED}
     assert parent.info.status == FINISHED and parent.data.metrics["n_children"] == 8
@@ -128,15 +179,24 @@ def test_submitit_local_sweep_has_the_same_parent_child_structure(run_cli, clien
     assert parent.data.metrics["n_children"] == 2 and parent.data.metrics["n_failed"] == 0
 
 
-@pytest.mark.skipif(not PUNKS_PNG.is_file(), reason=f"the CryptoPunks sheet is absent: {PUNKS_PNG}")
-def test_a_failing_job_is_recorded_and_listed_while_the_others_run(run_cli, client, experiment_name, tmp_path):
+def test_a_failing_job_is_recorded_and_listed_while_the_others_run(
+    run_cli, client, experiment_name, tmp_path, punks_sheet
+):
     missing = tmp_path / "missing.png"
-    result = run_cli("-m", "experiment=punks", "data.n_images=10", "rank=2", "solver.max_iter=10",
-                     f"data.path={missing},{PUNKS_PNG}", f"tracking.experiment={experiment_name}", check=False)
+    result = run_cli(
+        "-m",
+        "experiment=punks",
+        "data.n_images=10",
+        "rank=2",
+        "solver.max_iter=10",
+        f"data.path={missing},{punks_sheet}",
+        f"tracking.experiment={experiment_name}",
+        check=False,
+    )
     assert result.returncode != 0 and "1 of 2 jobs failed" in result.stderr
     (parent,), children = runs_of(client, experiment_name)
     statuses = {c.data.params["data.path"]: c.info.status for c in children}
-    assert statuses == {str(missing): FAILED, str(PUNKS_PNG): FINISHED}
+    assert statuses == {str(missing): FAILED, str(punks_sheet): FINISHED}
     (failed,) = [c for c in children if c.info.status == FAILED]
     assert "FileNotFoundError" in load_text(client, failed.info.run_id, "error/traceback.txt", tmp_path)
     assert parent.info.status == FAILED and parent.data.metrics["n_failed"] == 1
@@ -144,13 +204,16 @@ def test_a_failing_job_is_recorded_and_listed_while_the_others_run(run_cli, clie
     assert sorted(row["status"] for row in rows) == [FAILED, FINISHED]
 
 
-def test_skip_finished_reuses_finished_jobs(run_cli, client, experiment_name):
-    run_cli("-m", *QUICK, "seed=0,1", f"tracking.experiment={experiment_name}")
-    first = {c.data.params["seed"]: c for c in runs_of(client, experiment_name)[1]}
+def test_skip_finished_reuses_finished_jobs(run_job, run_cli, client, experiment_name):
+    for seed in (0, 1):  # finished runs of the same configs, here run alone
+        run_job(*QUICK, f"seed={seed}", f"tracking.experiment={experiment_name}")
+    first = {run.data.params["seed"]: run for run in runs_of(client, experiment_name)[0]}
     run_cli("-m", *QUICK, "seed=0,1,2", "sweep.skip_finished=true", f"tracking.experiment={experiment_name}")
     parents, children = runs_of(client, experiment_name)
     (second_parent,) = [p for p in parents if p.data.metrics.get("n_children") == 3]
+    assert second_parent.info.status == FINISHED and second_parent.data.metrics["n_failed"] == 0
     second = [c for c in children if c.data.tags["mlflow.parentRunId"] == second_parent.info.run_id]
+    assert sorted(child.data.params["seed"] for child in second) == ["0", "1", "2"]
     reused = {c.data.params["seed"]: c.data.tags.get("nmf_lab.reused_from") for c in second}
     assert reused == {"0": first["0"].info.run_id, "1": first["1"].info.run_id, "2": None}
     for child in second:
@@ -164,9 +227,9 @@ def curve(client, run_id):
     return [m.value for m in sorted(client.get_metric_history(run_id, "error"), key=lambda m: m.step)]
 
 
-def test_a_logged_config_reruns_to_a_bit_identical_curve(run_cli, client, experiment_name):
+def test_a_logged_config_reruns_to_a_bit_identical_curve(run_job, client, experiment_name):
     for _ in range(2):
-        run_cli(*QUICK, "seed=3", f"tracking.experiment={experiment_name}")
+        run_job(*QUICK, "seed=3", f"tracking.experiment={experiment_name}")
     runs, _ = runs_of(client, experiment_name)
     assert len(runs) == 2
     first, second = (curve(client, run.info.run_id) for run in runs)
