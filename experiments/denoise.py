@@ -107,8 +107,8 @@ def summarize(children, parent) -> None:
     curves: dict[tuple[str, float], list[tuple[int, float, float]]] = defaultdict(list)
     noise_levels: dict[float, float] = {}
     for child in children:
-        method, sigma = child.params["denoise.method"], float(child.params["noise.sigma"])
-        curves[method, sigma].append((int(child.params["rank"]), child.metrics["clean_error"], child.metrics["psnr"]))
+        method, sigma = child.config.denoise.method, child.config.noise.sigma
+        curves[method, sigma].append((child.config.rank, child.metrics["clean_error"], child.metrics["psnr"]))
         noise_levels[sigma] = child.metrics["noise_error"]
     series, rows = {}, []
     for (method, sigma), points in sorted(curves.items()):

@@ -74,8 +74,8 @@ def svd_error(A: np.ndarray, rank: int) -> float:
 def summarize(children, parent) -> None:
     """Task 2e: the error curves of all d on one log plot; 2f: the final error against d, with the
     truncated-SVD error on the same axes."""
-    children = sorted(children, key=lambda child: int(child.params["rank"]))
-    ranks = [int(child.params["rank"]) for child in children]
+    children = sorted(children, key=lambda child: child.config.rank)
+    ranks = [child.config.rank for child in children]
     curves = {f"d = {d}": child.curve("error") for d, child in zip(ranks, children)}
     parent.log_figure(error_curves(curves, title="Task 2e: error per iteration"), "figures/2e_error_curves.png")
     final = [child.metrics["final_error"] for child in children]

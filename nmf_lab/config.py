@@ -214,6 +214,17 @@ def validate(cfg: DictConfig) -> Config:
     return settings
 
 
+def typed_config(cfg: DictConfig) -> DictConfig:
+    """A logged job config (its ``config.yaml``) with the types of its schema: ``rank`` an int, ``noise.sigma``
+    a float even where the YAML says ``0``. Nothing is built (no loader reads its folder). A config that no
+    longer fits the schema (its study gone, an older layout) is returned as it is."""
+    try:
+        study = load_study(OmegaConf.select(cfg, "experiment.study", default=None))
+        return OmegaConf.merge(OmegaConf.structured(_schema(getattr(study, "SETTINGS", {}))), cfg)
+    except (ConfigError, OmegaConfBaseException):
+        return cfg
+
+
 def _schema(study_settings: dict[str, type]) -> type:
     """:class:`Config` plus a field for each node of the study's own settings."""
     if not study_settings:

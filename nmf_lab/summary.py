@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nmf_lab.config import ConfigError, load_study
+from nmf_lab.config import ConfigError, load_study, typed_config
 from nmf_lab.job import STUDY_TAG
 from nmf_lab.tracking import FINISHED, RunLog, StoredRun, child_runs
 
@@ -29,7 +29,7 @@ class SweepSummary:
 
 def summarize_sweep(client, parent_run_id: str) -> SweepSummary:
     """Write the summary of the sweep whose parent run is ``parent_run_id`` (``client``: an MlflowClient)."""
-    children = child_runs(client, parent_run_id)
+    children = child_runs(client, parent_run_id, config_types=typed_config)
     varied = varied_params(children)
     parent = RunLog(client, parent_run_id)
     parent.log_text(children_csv(children, varied), "summary/children.csv")

@@ -15,7 +15,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,7 +262,8 @@ def finished_run_with_tag(client: MlflowClient, experiment_id: str, key: str, va
 @dataclass
 class StoredRun:
     """A finished run as a summary sees it, read back from the store: its params, final metrics, metric
-    histories (:meth:`curve`) and its config as typed values (:attr:`config`, from ``config.yaml``)."""
+    histories (:meth:`curve`) and its config (:attr:`config`, from ``config.yaml``, passed through
+    ``config_types`` when given: a function that gives the values their schema's types)."""
 
     run_id: str
     name: str
@@ -271,9 +272,10 @@ class StoredRun:
     metrics: dict[str, float]
     tags: dict[str, str]
     client: MlflowClient = field(repr=False)
+    config_types: Callable[[Any], Any] | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, client: MlflowClient, run) -> StoredRun:
+    def of(cls, client: MlflowClient, run, config_types=None) -> StoredRun:
         return cls(
             run_id=run.info.run_id,
             name=run.info.run_name or "",
@@ -282,6 +284,7 @@ class StoredRun:
             metrics=dict(run.data.metrics),
             tags=dict(run.data.tags),
             client=client,
+            config_types=config_types,
         )
 
     def curve(self, key: str = "error") -> np.ndarray:
@@ -291,17 +294,16 @@ class StoredRun:
 
     @functools.cached_property
     def config(self):
-        """The run's resolved config (its ``config.yaml``) as an OmegaConf node of typed values:
-        ``child.config.rank`` is an int, ``child.config.noise.sigma`` a float."""
+        """The run's resolved config (its ``config.yaml``) as an OmegaConf node: ``child.config.rank``."""
         from omegaconf import OmegaConf
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = self.client.download_artifacts(self.run_id, "config.yaml", tmp)
-            return OmegaConf.load(path)
+            config = OmegaConf.load(self.client.download_artifacts(self.run_id, "config.yaml", tmp))
+        return self.config_types(config) if self.config_types is not None else config
 
 
-def child_runs(client: MlflowClient, parent_run_id: str) -> list[StoredRun]:
-    """The child runs of a parent run, oldest first."""
+def child_runs(client: MlflowClient, parent_run_id: str, config_types=None) -> list[StoredRun]:
+    """The child runs of a parent run, oldest first (``config_types``: see :class:`StoredRun`)."""
     parent = client.get_run(parent_run_id)
     runs = client.search_runs(
         [parent.info.experiment_id],
@@ -309,7 +311,7 @@ def child_runs(client: MlflowClient, parent_run_id: str) -> list[StoredRun]:
         order_by=["attributes.start_time ASC"],
         max_results=50_000,
     )
-    return [StoredRun.of(client, run) for run in runs]
+    return [StoredRun.of(client, run, config_types) for run in runs]
 
 
 def run_experiment_id(client: MlflowClient, run_id: str) -> str:

@@ -23,5 +23,12 @@ def artifact_paths(client, run_id, folder=None):
     return paths
 
 
+def load_array(client, run_id, path, tmp_path):
+    """A ``.npy`` artifact of a run, e.g. ``arrays/W.npy``."""
+    import numpy as np
+
+    return np.load(client.download_artifacts(run_id, path, str(tmp_path)), allow_pickle=False)
+
+
 def load_text(client, run_id, path, tmp_path):
     return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()

@@ -19,6 +19,7 @@ from nmf_lab.config import (
     job_config,
     register_configs,
     run_params,
+    typed_config,
     validate,
 )
 from nmf_lab.solvers import get_solver
@@ -199,3 +200,13 @@ def test_bad_benchmark_solvers_name_the_key(solvers):
     cfg = composed("experiment=benchmark_small", f"benchmark.solvers={solvers}")
     with pytest.raises(ConfigError, match=r"invalid config value benchmark.solvers="):
         validate(cfg)
+
+
+def test_a_logged_config_reads_back_with_the_types_of_its_schema():
+    logged = OmegaConf.to_container(composed("experiment=denoise"))
+    logged["noise"]["sigma"], logged["rank"] = 0, 16  # as YAML may hold them: ints
+    typed = typed_config(OmegaConf.create(logged))
+    assert isinstance(typed.noise.sigma, float) and typed.noise.sigma == 0.0
+    assert isinstance(typed.rank, int) and typed.denoise.method == "nmf"
+    gone = OmegaConf.create({**logged, "experiment": {"study": "a_study_no_longer_installed"}})
+    assert typed_config(gone) is gone  # read as it is

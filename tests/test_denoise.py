@@ -14,7 +14,7 @@ from nmf_lab.data.punks import Punks
 from nmf_lab.metrics import psnr
 from nmf_lab.noise import add_noise
 
-from helpers import artifact_paths, runs_of
+from helpers import artifact_paths, load_array, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -118,8 +118,8 @@ def test_denoise_run_measures_against_the_clean_matrix(
     A_noisy = add_noise(A, 0.1, seed=5)
     m = run.data.metrics
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
-    W = np.load(client.download_artifacts(run.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
-    H = np.load(client.download_artifacts(run.info.run_id, "arrays/H.npy", str(tmp_path)), allow_pickle=False)
+    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
+    H = load_array(client, run.info.run_id, "arrays/H.npy", tmp_path)
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
     assert m["final_error"] == pytest.approx(np.linalg.norm(A_noisy - W @ H), rel=1e-6)  # the fit's objective
     assert m["clean_error"] != pytest.approx(m["final_error"], rel=1e-3)
@@ -190,8 +190,8 @@ def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
     A = Digits(n_images=60).load().matrix()
     A_noisy = add_noise(A, 0.1, seed=2)
     m = run.data.metrics
-    W = np.load(client.download_artifacts(run.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
-    H = np.load(client.download_artifacts(run.info.run_id, "arrays/H.npy", str(tmp_path)), allow_pickle=False)
+    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
+    H = load_array(client, run.info.run_id, "arrays/H.npy", tmp_path)
     assert W.shape == (64, 6)
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)

@@ -18,7 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from nmf_lab.data.toy import TOY_MATRICES
 from nmf_lab.tracking import FAILED, FINISHED, KILLED, resolve_tracking_uri, tracked_run
 
-from helpers import artifact_paths, load_text, runs_of
+from helpers import artifact_paths, load_array, load_text, runs_of
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_movies_single_run(run_job, client, experiment_name, tmp_path):
     assert run.data.params["rank"] == "2" and run.data.params["solver.max_iter"] == "300"
     paths = set(artifact_paths(client, run.info.run_id))
     assert {"figures/factors.png", "figures/reconstruction.png", "figures/error_curve.png"} <= paths
-    W = np.load(client.download_artifacts(run.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
+    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
     # The two genres: each component loads mostly on the Marvel rows (0, 2, 4) or the LotR rows (1, 3, 5).
     marvel = [0, 2, 4]
     components = W / W.sum(axis=0)

@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from nmf_lab.tracking import FAILED, FINISHED
 
-from helpers import artifact_paths, load_text, runs_of
+from helpers import artifact_paths, load_array, load_text, runs_of
 
 pytestmark = pytest.mark.slow
 QUICK = ["experiment=movies", "solver.max_iter=60"]
@@ -99,7 +99,7 @@ def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_job, run_cli, ex
     assert single.info.status == FINISHED and single.info.artifact_uri.startswith("mlflow-artifacts:")
     assert len(client.get_metric_history(single.info.run_id, "error")) == 61
     # Artifacts come back over HTTP through the server's proxy, and live in its artifact folder.
-    W = np.load(client.download_artifacts(single.info.run_id, "arrays/W.npy", str(tmp_path)), allow_pickle=False)
+    W = load_array(client, single.info.run_id, "arrays/W.npy", tmp_path)
     assert W.shape == (6, 2)
     assert list((root / "artifacts").rglob("W.npy"))
     (parent,), children = runs_of(client, f"{experiment_name}-sweep")
