@@ -79,14 +79,10 @@ def run(settings, run) -> None:
     if settings.denoise.postprocess:
         X = postprocess(X, opaque)
 
-    run.log_metrics(
-        {
-            "noise_error": float(np.linalg.norm(A_noisy - A)),
-            "clean_error": float(np.linalg.norm(A - X)),
-            "psnr_noisy": psnr(A, A_noisy, opaque),
-            "psnr": psnr(A, X, opaque),
-        }
-    )
+    metrics = {"noise_error": float(np.linalg.norm(A_noisy - A)), "clean_error": float(np.linalg.norm(A - X))}
+    if sigma > 0:  # without noise the noisy images are the clean ones: their PSNR is infinite
+        metrics["psnr_noisy"] = psnr(A, A_noisy, opaque)
+    run.log_metrics({**metrics, "psnr": psnr(A, X, opaque)})
     draw_reconstructions(
         [
             ("original", first.images),

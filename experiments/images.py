@@ -15,7 +15,7 @@ from nmf_lab.figures import error_against_rank, error_curves, image_grid, mean_i
 def run(settings, run) -> None:
     image_set = settings.data.load()
     A = image_set.matrix()
-    run.log_dataset(A, name=image_set.name, source=image_set.source)
+    run.log_dataset(A, name=image_set.name, source=image_set.source, digest=image_set.digest)
     describe_data(image_set, A, run)
     warn_if_full_rank(A, settings.rank)
     result = fit_and_log(A, settings, run)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from experiments.shared import fit_and_log
 from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS
+from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import heatmaps
+
+
+def check(settings) -> None:
+    """The heat maps label the 6 movies and 6 users: the study runs on the movie ratings only."""
+    matrix = getattr(settings.data, "matrix", None)
+    if matrix != "movies":
+        raise InvalidOption("data.matrix", matrix, "movies (this study labels the rows and columns of the ratings)")
 
 
 def run(settings, run) -> None:

@@ -111,7 +111,9 @@ class SweepConfig:
 @dataclass
 class ExperimentConfig:
     """``experiment/``: the study that runs the job, a module named by its dotted path (``experiments.images``)
-    with ``run(settings, run)`` and optionally ``summarize(children, parent)`` and ``SETTINGS``."""
+    with ``run(settings, run)`` and optionally ``summarize(children, parent)``, ``SETTINGS`` (its own config
+    nodes) and ``check(settings)`` (raises :class:`~nmf_lab.errors.InvalidOption` naming the full key of a
+    config it cannot run)."""
 
     study: str = MISSING
 
@@ -211,6 +213,11 @@ def validate(cfg: DictConfig) -> Config:
     settings.data = _build_loader(container.get("data"))
     settings.solver = _build_solver(container.get("solver"))
     settings.check()
+    if callable(getattr(study, "check", None)):  # what the study itself cannot run, e.g. data it cannot draw
+        try:
+            study.check(settings)
+        except InvalidOption as error:
+            raise ConfigError(f"invalid config value {error}") from error
     return settings
 
 
@@ -319,16 +326,19 @@ def job_config(cfg: DictConfig) -> DictConfig:
 
 def run_params(cfg: DictConfig) -> dict[str, Any]:
     """The params a job logs: its resolved config as dotted keys, without the harness's keys
-    (:data:`HARNESS_KEYS`) and without what the run did not use (the noise seed when sigma is 0, the subset
-    seed of the first N images)."""
+    (:data:`HARNESS_KEYS`) and without what the run did not use: the noise seed when sigma is 0, the subset
+    seed of the first N images, data options left unset (null)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in HARNESS_KEYS:
         container.pop(key, None)
     noise, data = container.get("noise"), container.get("data")
     if isinstance(noise, dict) and not noise.get("sigma"):
         noise.pop("seed", None)
-    if isinstance(data, dict) and data.get("subset") == "first":
-        data.pop("subset_seed", None)
+    if isinstance(data, dict):
+        if data.get("subset") == "first":
+            data.pop("subset_seed", None)
+        for key in [key for key, value in data.items() if value is None]:  # options not given
+            del data[key]
     return _flatten(container)
 
 

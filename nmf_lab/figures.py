@@ -272,11 +272,13 @@ def error_against_rank(
         if mark_minimum:
             best = int(np.argmin(errors))
             ax.plot(ranks[best], errors[best], "o", markersize=14, markerfacecolor="none", color=line.get_color())
+            last = ranks[best] == max(ranks)  # a label right of the last point would leave the axes
             ax.annotate(
                 f"best d = {ranks[best]}",
                 (ranks[best], errors[best]),
                 textcoords="offset points",
-                xytext=(6, -14),
+                xytext=(-6, -14) if last else (6, -14),
+                ha="right" if last else "left",
                 color=line.get_color(),
                 fontsize="small",
             )

@@ -75,6 +75,7 @@ def run_job(
         STUDY_TAG: settings.experiment.study,
         OVERRIDES_TAG: " ".join(overrides),
         CONFIG_DIGEST_TAG: digest,
+        **study_tags(settings.experiment.study),
         **provenance_tags(PROJECT_DIR),
     }
     if earlier is not None:
@@ -100,6 +101,14 @@ def run_job(
             log.exception("job %s failed; the sweep goes on", " ".join(overrides))
             return FAILED
     return FINISHED
+
+
+def study_tags(study: str) -> dict[str, str]:
+    """Which code the study ran: its file and the file's SHA-256 (a user's study lives outside nmf-lab's git
+    repository, whose commit the provenance tags record)."""
+    path = Path(load_study(study).__file__ or "")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "unknown"
+    return {TAG_PREFIX + "study_file": str(path), TAG_PREFIX + "study_sha256": digest}
 
 
 def config_digest(cfg: DictConfig) -> str:

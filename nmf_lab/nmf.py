@@ -46,7 +46,7 @@ class NMFResult:
             whose registry entry is not ``monotone`` (``get_solver(solver).monotone``).
         times: float64 array of length ``n_iter + 1``; ``times[k]`` is the wall-clock seconds from the start
             of the run (after validation and the initial guess) until ``errors[k]`` was known.
-        options: the solver's options the run used, every one (``Solver.resolve_options``), for logging.
+        options: the solver's options the run used, every one (``Solver.resolve_options``): what the factors came from.
     """
 
     W: np.ndarray

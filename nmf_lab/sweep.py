@@ -13,8 +13,8 @@ import os
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from nmf_lab.config import ConfigError, experiment_name, job_config, validate
-from nmf_lab.job import PARENT_RUN_ENV, PROJECT_DIR, STUDY_TAG, log_config
+from nmf_lab.config import Config, ConfigError, experiment_name, job_config, run_params, validate
+from nmf_lab.job import PARENT_RUN_ENV, PROJECT_DIR, STUDY_TAG, study_tags
 from nmf_lab.summary import summarize_sweep
 from nmf_lab.tracking import (
     FAILED,
@@ -51,25 +51,29 @@ class SweepCallback(Callback):
             raise SystemExit(f"nmf-lab: the sweep could not start: {type(error).__name__}: {error}") from error
 
     def _open_parent(self, config: DictConfig, config_name: str | None) -> None:
-        cfg = job_config(config)
-        settings = validate(cfg)
-        jobs = sweep_jobs(config)
-        validate_jobs(config_name, jobs, hydra_overrides=list(config.hydra.overrides.hydra))
-        self.client = open_client(settings.tracking.uri)
-        experiment_id = get_experiment_id(self.client, experiment_name(settings, config.hydra))
+        jobs = compose_jobs(config_name, sweep_jobs(config), hydra_overrides=list(config.hydra.overrides.hydra))
+        studies = sorted({settings.experiment.study for _, settings, _ in jobs})
+        if len(studies) > 1:
+            raise ConfigError(f"a sweep runs one study, and this one would run {', '.join(studies)}: sweep each apart")
+        names = {experiment_name(settings, hydra) for _, settings, hydra in jobs}
+        _, first, first_hydra = jobs[0]
+        name = names.pop() if len(names) == 1 else first_hydra.runtime.choices.experiment
+        self.client = open_client(first.tracking.uri)
+        experiment_id = get_experiment_id(self.client, name)
         sweep = " ".join(_sweep_arguments(config))
         with tracked_run(
             self.client,
             experiment_id,
             run_name=f"sweep: {sweep}",
             tags={
-                STUDY_TAG: settings.experiment.study,
+                STUDY_TAG: studies[0],
                 TAG_PREFIX + "sweep": sweep,
+                **study_tags(studies[0]),
                 **provenance_tags(PROJECT_DIR),
             },
             end=False,
         ) as parent:
-            log_config(parent, cfg)
+            parent.log_params(common_params([run_params(cfg) for cfg, _, _ in jobs]))
             parent.log_metrics({"n_jobs": len(jobs)})
         self.parent_run_id = parent.run_id
         os.environ[PARENT_RUN_ENV] = parent.run_id
@@ -115,8 +119,11 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
-def validate_jobs(config_name: str | None, jobs: list[list[str]], hydra_overrides: list[str]) -> None:
-    """Compose and validate the config of every job, so that a bad value stops the sweep before any run.
+def compose_jobs(
+    config_name: str | None, jobs: list[list[str]], hydra_overrides: list[str]
+) -> list[tuple[DictConfig, Config, DictConfig]]:
+    """Compose and validate the config of every job: (its job config, its settings, its Hydra node), so that a
+    bad value stops the sweep before any run exists.
 
     ``hydra_overrides`` are the command line's ``hydra.*`` overrides: ``hydra.searchpath`` decides which
     config files exist (a user's own experiments).
@@ -124,5 +131,15 @@ def validate_jobs(config_name: str | None, jobs: list[list[str]], hydra_override
     from hydra import compose
 
     searchpath = [override for override in hydra_overrides if override.startswith("hydra.searchpath=")]
+    composed = []
     for overrides in jobs:
-        validate(job_config(compose(config_name=config_name, overrides=[*searchpath, *overrides])))
+        full = compose(config_name=config_name, overrides=[*searchpath, *overrides], return_hydra_config=True)
+        cfg = job_config(full)
+        composed.append((cfg, validate(cfg), full.hydra))
+    return composed
+
+
+def common_params(params: list[dict]) -> dict:
+    """The params every job of a sweep has with the same value: what a parent run can truly say it used."""
+    first, *others = params
+    return {key: value for key, value in first.items() if all(key in p and p[key] == value for p in others)}

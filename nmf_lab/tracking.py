@@ -162,15 +162,20 @@ class RunLog:
         np.save(buffer, np.asarray(array), allow_pickle=False)
         self.log_bytes(buffer.getvalue(), path)
 
-    def log_dataset(self, features: np.ndarray, *, name: str, source: str, context: str = "training") -> None:
-        """Record the data a run fitted as an MLflow dataset input: name, source, digest and shape."""
+    def log_dataset(
+        self, features: np.ndarray, *, name: str, source: str, digest: str | None = None, context: str = "training"
+    ) -> None:
+        """Record the data a run fitted as an MLflow dataset input: name, source, digest and shape.
+
+        ``digest``: the data set's own (e.g. :attr:`nmf_lab.data.images.ImageSet.digest`), of which MLflow keeps
+        the first 32 hex digits (its limit is 36 characters); None lets MLflow hash ``features``."""
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            dataset = mlflow.data.from_numpy(features, source=source, name=name)
+            dataset = mlflow.data.from_numpy(features, source=source, name=name, digest=digest and digest[:32])
         tags = [InputTag(MLFLOW_DATASET_CONTEXT, context)]
         self.client.log_inputs(self.run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
 

@@ -12,6 +12,16 @@ from pathlib import Path
 
 import pytest
 
+SUBPROCESS_FIXTURES = {"run_cli", "toy_sweep", "server"}
+"""Fixtures that start the CLI or a server in a subprocess: a test that uses one is ``slow``."""
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SUBPROCESS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 REQUIRE_REAL_DATA_ENV = "NMF_LAB_REQUIRE_REAL_DATA"
 """Set to 1 (CI does): a real-data test that cannot find the data fails instead of skipping."""
 

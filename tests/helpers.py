@@ -30,5 +30,16 @@ def load_array(client, run_id, path, tmp_path):
     return np.load(client.download_artifacts(run_id, path, str(tmp_path)), allow_pickle=False)
 
 
+def factors(client, run_id, tmp_path):
+    """The factors ``W, H`` a run logged (``arrays/W.npy``, ``arrays/H.npy``)."""
+    return tuple(load_array(client, run_id, f"arrays/{name}.npy", tmp_path) for name in ("W", "H"))
+
+
+def dataset_of(run):
+    """The one dataset input of a run."""
+    (dataset_input,) = run.inputs.dataset_inputs
+    return dataset_input.dataset
+
+
 def load_text(client, run_id, path, tmp_path):
     return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()

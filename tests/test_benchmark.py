@@ -13,8 +13,6 @@ from nmf_lab.data.punks import Punks
 
 from helpers import artifact_paths, load_text, runs_of
 
-pytest.importorskip("sklearn", reason="the benchmark compares with scikit-learn (the bench extra)")
-
 
 def test_small_benchmark_logs_timings_targets_and_ratios(run_job, client, experiment_name, tmp_path, punks_sheet):
     run_job(

@@ -346,15 +346,15 @@ def test_unreadable_files_are_refused_on_construction_and_named(tmp_path):
     assert "gif.png (a GIF image, expected PNG or JPEG)" in message and "a.png" not in message
 
 
-def test_construction_reads_headers_only_and_load_names_a_file_with_broken_pixel_data(tmp_path):
+def test_a_truncated_file_is_refused_on_construction_and_named(tmp_path):
     folder = folder_with(tmp_path, {"a.png": (64, 64), "b.png": (64, 64)})
     Image.fromarray(random_pixels((64, 64, 3), 0), "RGB").save(folder / "b.png")
     data = (folder / "b.png").read_bytes()
     (folder / "b.png").write_bytes(data[: len(data) // 2])  # the header is intact, the pixels are cut
-    loader = ImageFolder(str(folder))  # no error: the pixels are not decoded yet
-    assert [p.name for p in loader.files] == ["a.png", "b.png"]
-    with pytest.raises(ValueError, match=re.escape(str(folder.resolve() / "b.png")) + " is not a readable image"):
-        loader.load()
+    with pytest.raises(InvalidOption) as caught:
+        ImageFolder(str(folder))
+    message = str(caught.value)
+    assert "1 of the 2 image files" in message and "b.png (not a readable image" in message and "a.png" not in message
 
 
 def test_empty_missing_and_non_folders_are_refused_on_construction(tmp_path):

@@ -14,7 +14,7 @@ from nmf_lab.data.punks import Punks
 from nmf_lab.metrics import psnr
 from nmf_lab.noise import add_noise
 
-from helpers import artifact_paths, load_array, runs_of
+from helpers import artifact_paths, dataset_of, factors, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -118,8 +118,7 @@ def test_denoise_run_measures_against_the_clean_matrix(
     A_noisy = add_noise(A, 0.1, seed=5)
     m = run.data.metrics
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
-    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
-    H = load_array(client, run.info.run_id, "arrays/H.npy", tmp_path)
+    W, H = factors(client, run.info.run_id, tmp_path)
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
     assert m["final_error"] == pytest.approx(np.linalg.norm(A_noisy - W @ H), rel=1e-6)  # the fit's objective
     assert m["clean_error"] != pytest.approx(m["final_error"], rel=1e-3)
@@ -132,8 +131,7 @@ def test_denoise_run_measures_against_the_clean_matrix(
         "figures/3b_original_noisy_denoised.png",
     } <= paths
     assert run.data.params["noise.sigma"] == "0.1" and run.data.params["noise.seed"] == "5"
-    (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.name == "cryptopunks-noisy"
+    assert dataset_of(run).name == "cryptopunks-noisy"
 
 
 @pytest.mark.slow
@@ -168,7 +166,16 @@ def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, pu
     best = min(nmf_noisy, key=nmf_noisy.get)
     assert parent.data.metrics["best_rank"] == best
     assert parent.data.metrics["best_clean_error"] == nmf_noisy[best]
-    assert parent.data.metrics["best_rank.svd.sigma_0.1"] in (2, 6)
+    svd_noisy = {
+        int(c.data.params["rank"]): c.data.metrics["clean_error"]
+        for c in children
+        if c.data.params["denoise.method"] == "svd" and c.data.params["noise.sigma"] == "0.1"
+    }
+    assert parent.data.metrics["best_rank.svd.sigma_0.1"] == min(svd_noisy, key=svd_noisy.get)
+    assert parent.data.metrics["best_clean_error.svd.sigma_0.1"] == min(svd_noisy.values())
+    # The parent's params are those every job used: not the swept rank or sigma, but postprocess.
+    assert "rank" not in parent.data.params and "noise.sigma" not in parent.data.params
+    assert parent.data.params["denoise.postprocess"] == "True"
     assert "figures/3c_clean_error_against_rank.png" in artifact_paths(client, parent.info.run_id)
 
 
@@ -190,8 +197,7 @@ def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
     A = Digits(n_images=60).load().matrix()
     A_noisy = add_noise(A, 0.1, seed=2)
     m = run.data.metrics
-    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
-    H = load_array(client, run.info.run_id, "arrays/H.npy", tmp_path)
+    W, H = factors(client, run.info.run_id, tmp_path)
     assert W.shape == (64, 6)
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
@@ -202,8 +208,7 @@ def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
         "figures/3b_basis_images.png",
         "figures/3b_original_noisy_denoised.png",
     } <= set(artifact_paths(client, run.info.run_id))
-    (dataset_input,) = run.inputs.dataset_inputs
-    dataset = dataset_input.dataset
+    dataset = dataset_of(run)
     assert dataset.name == "digits-noisy" and '"features_shape": [64, 60]' in dataset.profile
 
 
@@ -222,7 +227,7 @@ def test_a_run_without_noise_does_not_claim_noise(run_job, client, experiment_na
     assert status == FINISHED
     A = Digits(n_images=50).load().matrix()
     m = run.data.metrics
-    assert m["noise_error"] == 0.0 and m["psnr_noisy"] >= np.finfo(np.float64).max  # inf, as MLflow stores it
+    assert m["noise_error"] == 0.0 and "psnr_noisy" not in m  # no noisy images to score
+    assert "noise.seed" not in run.data.params and run.data.params["noise.sigma"] == "0.0"
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - np.clip(truncated_svd(A, 4), 0, 1)))
-    (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.name == "digits"
+    assert dataset_of(run).name == "digits"

@@ -95,7 +95,7 @@ def test_toy_summary_on_the_parent(toy_sweep, client, tmp_path):
     _, parents, children = toy_sweep
     parent = parents[0]
     paths = set(artifact_paths(client, parent.info.run_id))
-    assert {"summary/children.csv", "figures/error_curves.png", "tables/final_errors.md", "config.yaml"} <= paths
+    assert {"summary/children.csv", "figures/error_curves.png", "tables/final_errors.md"} <= paths
     rows = list(csv.DictReader(io.StringIO(load_text(client, parent.info.run_id, "summary/children.csv", tmp_path))))
     assert len(rows) == 24
     assert {"data.matrix", "rank", "seed", "final_error", "status"} <= set(rows[0])
@@ -119,6 +119,32 @@ def test_toy_summary_on_the_parent(toy_sweep, client, tmp_path):
     assert parent.data.metrics["n_rises_above_rounding"] == above
     table = load_text(client, parent.info.run_id, "tables/final_errors.md", tmp_path)
     assert table.count("\n| A") == 24 and table.count("**yes**") == above and "(d + 2) u" in table
+
+
+@pytest.mark.slow
+def test_the_sweep_parent_logs_only_the_params_every_job_used(toy_sweep):
+    _, parents, _ = toy_sweep
+    params = parents[0].data.params
+    assert params["solver.max_iter"] == "1000" and params["experiment.study"] == "experiments.toy"
+    assert not {"rank", "seed", "data.matrix"} & set(params)  # swept: no single value was used by all
+
+
+@pytest.mark.parametrize("delta, rises_beyond_rounding", [(1e-9, True), (0.0, False)])
+def test_the_toy_rises_beyond_rounding_come_from_delta(run_job, client, experiment_name, delta, rises_beyond_rounding):
+    """Equation 17 is Lee and Seung's theorem for delta = 0. With Algorithm 1's delta the error of A3 (d = 2,
+    seed 0) rises by ~1e-12 once it is near 1e-9; with delta = 0 no rise exceeds the rounding bound."""
+    run_job(
+        "experiment=toy",
+        "data.matrix=A3",
+        "rank=2",
+        "seed=0",
+        f"solver.delta={delta}",
+        f"tracking.experiment={experiment_name}",
+    )
+    (run,), _ = runs_of(client, experiment_name)
+    history = sorted(client.get_metric_history(run.info.run_id, "error"), key=lambda m: m.step)
+    rise = np.max(np.diff([m.value for m in history]))
+    assert (rise > run.data.metrics["error_rounding_bound"]) == rises_beyond_rounding
 
 
 @pytest.mark.slow
@@ -156,6 +182,14 @@ def test_movies_single_run(run_job, client, experiment_name, tmp_path):
     assert shares[0] < 0.35 and shares[1] > 0.65
     config = load_text(client, run.info.run_id, "config.yaml", tmp_path)
     assert "study: experiments.movies" in config and "max_iter: 300" in config
+
+
+@pytest.mark.slow
+def test_a_sweep_over_two_studies_is_refused_before_any_run(run_cli, client, experiment_name):
+    result = run_cli("-m", "experiment=movies,toy", f"tracking.experiment={experiment_name}", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "a sweep runs one study, and this one would run experiments.movies, experiments.toy" in result.stderr
+    assert client.get_experiment_by_name(experiment_name) is None
 
 
 @pytest.mark.slow

@@ -116,8 +116,9 @@ class ImageFolder:
 
 
 def scan_folder(folder) -> list[FileHeader]:
-    """The headers of the image files of ``folder``, sorted by file name; :class:`InvalidOption` (key
-    ``folder``) for a missing, empty or unreadable folder, unreadable files, or files of different sizes."""
+    """The headers of the image files of ``folder``, sorted by file name (each file decoded once);
+    :class:`InvalidOption` (key ``folder``) for a missing, empty or unreadable folder, unreadable files, or
+    files of different sizes."""
     if folder is None or folder == "":
         raise InvalidOption(
             "folder", folder, "required: the folder of PNG or JPEG images, e.g. data.folder=/path/to/images"
@@ -165,11 +166,12 @@ def scan_folder(folder) -> list[FileHeader]:
 
 
 def read_header(path: Path) -> FileHeader:
-    """The header of an image file (its pixels are not decoded); ValueError if it is no PNG or JPEG image
-    of a supported pixel format."""
+    """The header of an image file, whose pixels are decoded once here so that a truncated or corrupt file is
+    found before any run; ValueError if it is no readable PNG or JPEG image of a supported pixel format."""
     try:
         with Image.open(path) as image:
             size, mode, kind, info = image.size, image.mode, image.format, dict(image.info)
+            image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"not a readable image: {error}") from error
     if kind not in FORMATS:

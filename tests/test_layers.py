@@ -1,0 +1,43 @@
+"""Who may import whom (the design's layers), read from the source: the harness never imports the studies,
+only tracking.py imports mlflow, the numerics import NumPy and the standard library only."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nmf_lab"
+NUMERICS = ["nmf.py", "solvers.py", "linalg.py", "noise.py", "metrics.py", "errors.py"]
+
+
+def imported_roots(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports, wherever the import statement stands."""
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_the_harness_never_imports_the_studies(path):
+    assert "experiments" not in imported_roots(path)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_only_tracking_imports_mlflow(path):
+    assert ("mlflow" in imported_roots(path)) == (path.name == "tracking.py")
+
+
+@pytest.mark.parametrize("name", NUMERICS)
+def test_the_numerics_import_numpy_and_the_standard_library_only(name):
+    ours_or_allowed = {"numpy", "nmf_lab", "__future__", *sys.stdlib_module_names}
+    assert imported_roots(PACKAGE / name) <= ours_or_allowed
