@@ -1,13 +1,15 @@
 """The benchmark: how fast nmf-lab's solvers are, against the BLAS floor and scikit-learn.
 
-Everything is measured in this one process from the same initial guess ``random_init(A, d, seed)``:
+Everything is measured in this one process from the same initial guess (the job's ``init`` and ``seed``):
 
+- the time to reach a target error (nmf-lab mu's after ``target_iter`` iterations) for every solver;
 - the floor: the two products ``W^T A`` and ``A H^T`` that any of these methods computes per iteration;
-- seconds per iteration (median) of nmf-lab's ``mu`` in float64 and float32, and of scikit-learn's
-  ``NMF(solver="mu")`` and ``NMF(solver="cd")`` with ``init="custom"``;
-- the time to reach a target error (nmf-lab mu's after ``target_iter`` iterations) for every solver.
+- seconds per iteration (median) of nmf-lab's ``mu`` in float64 and float32 and of the fastest solver,
+  each also with a random ``missing`` fraction of the entries masked, and of scikit-learn's
+  ``NMF(solver="mu")`` and ``NMF(solver="cd")`` with ``init="custom"``.
 
-Timings are wall-clock seconds (``time.perf_counter``); ratios compare timings of the same run.
+Timings are wall-clock seconds (``time.perf_counter``); ratios compare timings of the same run, taken
+round-robin (:func:`interleaved_seconds`) so that load on the machine shifts them alike.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.shared import load_matrix
-from nmf_lab import fit_nmf, random_init
+from nmf_lab import fit_nmf
 from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import error_against_time
+from nmf_lab.inits import initial_factors
 from nmf_lab.solvers import solver_names
 
 
@@ -33,8 +36,9 @@ class BenchmarkSettings:
     """``benchmark``: what the benchmark measures (all timings in one process, one initial guess).
 
     ``solvers``: nmf-lab's solvers to race to the target, with their default options (``name`` or
-    ``name:float32``); ``sklearn``: also time scikit-learn's NMF ("mu" and "cd"); ``repeats``: timings are the
-    median of this many; ``timing_iterations``: iterations per timing of seconds per iteration;
+    ``name:float32``); ``sklearn``: also time scikit-learn's NMF ("mu" and "cd"); ``missing``: the fraction of
+    entries a mask hides for the masked timings of mu and the fastest solver (0: none); ``repeats``: timings
+    are the median of this many rounds; ``timing_iterations``: iterations per timing of seconds per iteration;
     ``target_iter``: the target error is nmf-lab mu's error after this many iterations; ``time_limit``:
     seconds a solver may take to reach it.
     """
@@ -43,6 +47,7 @@ class BenchmarkSettings:
         default_factory=lambda: ["mu", "hals", "ahals", "ahals_extrapolated", "ahals_extrapolated:float32"]
     )
     sklearn: bool = True
+    missing: float = 0.3
     repeats: int = 5
     timing_iterations: int = 10
     target_iter: int = 1000
@@ -66,6 +71,8 @@ class BenchmarkSettings:
                 raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
         if not self.time_limit > 0:
             raise InvalidOption("time_limit", self.time_limit, "a number of seconds > 0")
+        if not 0 <= self.missing < 1:
+            raise InvalidOption("missing", self.missing, "a fraction in [0, 1) (0: no masked timings)")
 
 
 SETTINGS = {"benchmark": BenchmarkSettings}
@@ -76,20 +83,10 @@ def run(settings, run) -> None:
     bench = settings.benchmark
     A = load_matrix(settings.data)
     d, norm = settings.rank, float(np.linalg.norm(A))
-    W0, H0 = random_init(A, d, settings.seed)
-    timings: dict[str, float] = {}
+    W0, H0 = initial_factors(A, d, settings.init, settings.seed)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    A32, W32, H32 = A.astype(np.float32), W0.astype(np.float32), H0.astype(np.float32)
-    timings["floor_seconds"] = median_seconds(lambda: (W0.T @ A, A @ H0.T), bench.repeats)
-    timings["floor32_seconds"] = median_seconds(lambda: (W32.T @ A32, A32 @ H32.T), bench.repeats)
-    for name, dtype in (("mu", np.float64), ("mu32", np.float32)):
-        per_iteration = []
-        for _ in range(bench.repeats):
-            result = fit_nmf(A, d, init=(W0, H0), max_iter=bench.timing_iterations, dtype=dtype)
-            per_iteration.extend(np.diff(result.times)[1:])  # the first iteration warms caches up
-        timings[f"{name}_iter_seconds"] = statistics.median(per_iteration)
-
+    # 1. The race: seconds to reach nmf-lab mu's error after target_iter iterations, every solver alike.
     reference = fit_nmf(A, d, init=(W0, H0), solver="mu", max_iter=bench.target_iter)
     target = float(reference.errors[bench.target_iter])
     run.log_metrics({"target_error": target, "target_relative_error": target / norm})
@@ -112,19 +109,31 @@ def run(settings, run) -> None:
         )
         curves[solver] = (result.times, result.errors / norm)
         to_target[solver] = first_time_below(result.times, result.errors, target)
+    best = min(bench.solvers, key=lambda s: np.inf if np.isnan(to_target[s]) else to_target[s])
+
+    # 2. Seconds per iteration, every contender timed once per round (see interleaved_seconds).
+    mask = None
+    if bench.missing > 0:
+        mask = np.random.default_rng(settings.seed).uniform(size=A.shape) >= bench.missing
+        run.log_metrics({"missing_fraction": 1.0 - float(mask.mean())})
+    timings = seconds_per_iteration(A, W0, H0, bench, fastest=best, mask=mask)
 
     if bench.sklearn:
         for solver in ("mu", "cd"):
-            per_iteration, overhead = sklearn_seconds_per_iteration(A, W0, H0, solver, bench)
-            timings[f"sklearn_{solver}_iter_seconds"] = per_iteration
             seconds, errors = sklearn_time_to_target(
-                A, W0, H0, solver, target, bench.time_limit, overhead, per_iteration
+                A,
+                W0,
+                H0,
+                solver,
+                target,
+                bench.time_limit,
+                timings[f"sklearn_{solver}_call_seconds"],
+                timings[f"sklearn_{solver}_iter_seconds"],
             )
             curves[f"sklearn_{solver}"] = (seconds, errors / norm)
             to_target[f"sklearn_{solver}"] = first_time_below(seconds, errors, target)
 
     ratios = benchmark_ratios(timings, to_target, bench.solvers)
-    best = min(bench.solvers, key=lambda s: np.inf if np.isnan(to_target[s]) else to_target[s])
     run.set_tags({"nmf_lab.benchmark.fastest_solver": best, "nmf_lab.benchmark.target_iter": bench.target_iter})
     run.log_metrics({**timings, **{f"time_to_target.{k}": v for k, v in to_target.items()}, **ratios})
     markdown, csv_text = benchmark_table(timings, to_target, ratios)
@@ -145,15 +154,78 @@ def first_time_below(seconds: np.ndarray, errors: np.ndarray, target: float) -> 
     return float(seconds[reached[0]]) if reached.size else float("nan")
 
 
-def median_seconds(work: Callable[[], object], repeats: int) -> float:
-    """The median wall-clock seconds of ``work()`` over ``repeats`` calls (after one warm-up call)."""
-    work()
-    seconds = []
-    for _ in range(repeats):
+def interleaved_seconds(contenders: dict[str, Callable[[], list[float]]], repeats: int) -> dict[str, float]:
+    """The median seconds of each contender, timed round-robin: after one warm-up round, each of ``repeats``
+    rounds calls every contender once, in turn. A contender returns the seconds it measured (one call, or
+    one per iteration). Load from another job on the machine then slows every contender alike, instead of
+    whichever happened to be timed while it ran."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(repeats + 1):
+        for name, contender in contenders.items():
+            seconds = contender()
+            if round_ > 0:
+                samples[name].extend(seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def timed(work: Callable[[], object]) -> Callable[[], list[float]]:
+    """A contender that times one call of ``work``."""
+
+    def contender() -> list[float]:
         start = time.perf_counter()
         work()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+        return [time.perf_counter() - start]
+
+    return contender
+
+
+def per_iteration(A, W0, H0, bench, **fit_options) -> Callable[[], list[float]]:
+    """A contender: ``timing_iterations`` iterations of :func:`nmf_lab.fit_nmf`, the seconds of each but the
+    first (it warms caches up)."""
+
+    def contender() -> list[float]:
+        result = fit_nmf(A, W0.shape[1], init=(W0, H0), max_iter=bench.timing_iterations, **fit_options)
+        return list(np.diff(result.times)[1:])
+
+    return contender
+
+
+def seconds_per_iteration(A, W0, H0, bench, *, fastest: str, mask=None) -> dict[str, float]:
+    """The timings: the two-product floor (float64, float32), nmf-lab's mu (float64, float32), the fastest
+    solver, both with ``mask`` when given, and scikit-learn's mu and cd, all interleaved.
+
+    scikit-learn's seconds per iteration come from calls with k and 2k iterations: per iteration
+    ``(T(2k) - T(k)) / k`` and its fixed cost per call ``T(k) - k * per iteration``, so that the fixed cost
+    (input checks, set-up) does not count as iterations.
+    """
+    A32, W32, H32 = A.astype(np.float32), W0.astype(np.float32), H0.astype(np.float32)
+    contenders = {
+        "floor_seconds": timed(lambda: (W0.T @ A, A @ H0.T)),
+        "floor32_seconds": timed(lambda: (W32.T @ A32, A32 @ H32.T)),
+        "mu_iter_seconds": per_iteration(A, W0, H0, bench),
+        "mu32_iter_seconds": per_iteration(A, W0, H0, bench, dtype=np.float32),
+    }
+    name, _, dtype = fastest.partition(":")
+    contenders["fastest_iter_seconds"] = per_iteration(A, W0, H0, bench, solver=name, dtype=dtype or None)
+    if mask is not None:
+        contenders["mu_masked_iter_seconds"] = per_iteration(A, W0, H0, bench, mask=mask)
+        contenders["fastest_masked_iter_seconds"] = per_iteration(
+            A, W0, H0, bench, solver=name, dtype=dtype or None, mask=mask
+        )
+    k = bench.timing_iterations
+    if bench.sklearn:
+        for solver in ("mu", "cd"):
+            contenders[f"sklearn_{solver}_k"] = timed(lambda solver=solver: sklearn_nmf(A, W0, H0, solver, k))
+            contenders[f"sklearn_{solver}_2k"] = timed(lambda solver=solver: sklearn_nmf(A, W0, H0, solver, 2 * k))
+    timings = interleaved_seconds(contenders, bench.repeats)
+    for solver in ("mu", "cd") if bench.sklearn else ():
+        once, twice = timings.pop(f"sklearn_{solver}_k"), timings.pop(f"sklearn_{solver}_2k")
+        if twice <= once:  # timing noise swamped the iterations: count the whole call instead
+            timings[f"sklearn_{solver}_iter_seconds"], timings[f"sklearn_{solver}_call_seconds"] = twice / (2 * k), 0.0
+        else:
+            timings[f"sklearn_{solver}_iter_seconds"] = (twice - once) / k
+            timings[f"sklearn_{solver}_call_seconds"] = max(once - k * (twice - once) / k, 0.0)
+    return timings
 
 
 def sklearn_nmf(A, W, H, solver: str, max_iter: int, **kwargs):
@@ -165,25 +237,10 @@ def sklearn_nmf(A, W, H, solver: str, max_iter: int, **kwargs):
     return W_new, model.components_
 
 
-def sklearn_seconds_per_iteration(A, W, H, solver: str, bench) -> tuple[float, float]:
-    """scikit-learn's seconds per iteration and its fixed cost per call (input checks, set-up).
-
-    From the medians of calls with k and 2k iterations: per iteration ``(T(2k) - T(k)) / k``, per call
-    ``T(k) - k * per iteration``, so that the fixed cost does not count as iterations.
-    """
-    k = bench.timing_iterations
-    once = median_seconds(lambda: sklearn_nmf(A, W, H, solver, k), bench.repeats)
-    twice = median_seconds(lambda: sklearn_nmf(A, W, H, solver, 2 * k), bench.repeats)
-    if twice <= once:  # timing noise swamped the iterations: count the whole call instead
-        return twice / (2 * k), 0.0
-    per_iteration = (twice - once) / k
-    return per_iteration, max(once - k * per_iteration, 0.0)
-
-
 def sklearn_time_to_target(A, W, H, solver, target, time_limit, overhead_per_call=0.0, per_iteration=0.0):
     """Seconds and errors of scikit-learn's NMF run in short chunks of iterations, warm-started from the
     last chunk, with the error measured outside the clock after each chunk (scikit-learn reports none),
-    and the fixed cost of each call (:func:`sklearn_seconds_per_iteration`) taken off, but never below the
+    and the fixed cost of each call (:func:`seconds_per_iteration`) taken off, but never below the
     measured ``per_iteration`` cost of the chunk's iterations. Chunks grow with the
     iterations done (10 %), so the first time below ``target`` is late by at most 10 %."""
     import warnings
@@ -211,6 +268,11 @@ def benchmark_ratios(timings: dict[str, float], to_target: dict[str, float], sol
         "mu_iter_over_floor": timings["mu_iter_seconds"] / timings["floor_seconds"],
         "mu32_iter_over_mu_iter": timings["mu32_iter_seconds"] / timings["mu_iter_seconds"],
     }
+    if "mu_masked_iter_seconds" in timings:
+        ratios["mu_masked_over_unmasked"] = timings["mu_masked_iter_seconds"] / timings["mu_iter_seconds"]
+        ratios["fastest_masked_over_unmasked"] = (
+            timings["fastest_masked_iter_seconds"] / timings["fastest_iter_seconds"]
+        )
     best = np.nanmin([to_target[s] for s in solvers])
     ratios["mu_time_to_target_over_best"] = to_target["mu"] / best if "mu" in to_target else float("nan")
     if "sklearn_mu_iter_seconds" in timings:

@@ -13,9 +13,10 @@ from nmf_lab.figures import basis_grid, side_by_side_grids
 from nmf_lab.progress import fit_progress
 
 
-def fit(A: np.ndarray, settings) -> NMFResult:
-    """:func:`nmf_lab.fit_nmf` of ``A`` with ``settings.rank``, ``settings.seed`` and ``settings.solver``
-    (its name, stopping rule, dtype and the solver's own options), with a progress bar on a terminal."""
+def fit(A: np.ndarray, settings, mask: np.ndarray | None = None) -> NMFResult:
+    """:func:`nmf_lab.fit_nmf` of ``A`` with ``settings.rank``, ``settings.init``, ``settings.seed`` and
+    ``settings.solver`` (its name, stopping rule, dtype and the solver's own options), with a progress bar on
+    a terminal. ``mask``: the observed entries of A (m x n booleans), or None for all."""
     solver = settings.solver
     with fit_progress(solver.max_iter, f"{solver.name}, d = {settings.rank}") as callback:
         return fit_nmf(
@@ -24,6 +25,8 @@ def fit(A: np.ndarray, settings) -> NMFResult:
             solver=solver.name,
             max_iter=solver.max_iter,
             seed=settings.seed,
+            init=settings.init,
+            mask=mask,
             dtype=solver.dtype,
             tol=solver.tol,
             time_limit=solver.time_limit,
@@ -32,13 +35,13 @@ def fit(A: np.ndarray, settings) -> NMFResult:
         )
 
 
-def fit_and_log(A: np.ndarray, settings, run) -> NMFResult:
+def fit_and_log(A: np.ndarray, settings, run, mask: np.ndarray | None = None) -> NMFResult:
     """Fit ``A`` (m x n) as :func:`fit` does and log what every NMF run logs
-    (:func:`nmf_lab.tracking.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
+    (:meth:`nmf_lab.tracking.RunLog.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
     from nmf_lab.figures import error_curves
 
-    result = fit(A, settings)
-    run.log_factorization(A, result)
+    result = fit(A, settings, mask)
+    run.log_factorization(A, result, mask)
     title = f"{result.solver}, d = {result.W.shape[1]}: final error {result.final_error:.4g}"
     run.log_figure(error_curves({"error": result.errors}, title=title), "figures/error_curve.png")
     return result

@@ -120,7 +120,8 @@ class ExperimentConfig:
 
 @dataclass
 class Config:
-    """The whole job: the study, what it factorizes (``data``) with how many components and which seed."""
+    """The whole job: the study, what it factorizes (``data``) with how many components, from which initial
+    guess (``init``: a name of :data:`nmf_lab.inits.INITS`) and which seed."""
 
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     data: Any = None
@@ -130,10 +131,14 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     rank: int = 2
     seed: int = 0
+    init: str = "random"
     blas_threads: int | None = None
 
     def check(self) -> None:
+        from nmf_lab.inits import INITS
+
         _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
+        _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
         _require(self.seed >= 0, "seed", self.seed, "must be an integer >= 0")
         _require(
             self.blas_threads is None or self.blas_threads >= 1,

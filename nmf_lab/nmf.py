@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmf_lab.solvers import Products, component_floor, get_solver
+from nmf_lab.inits import initial_factors
+from nmf_lab.solvers import Products, component_floor, get_solver, solver_names
 
 EXACT_SIZE = 1024
 """Up to this many entries in ``A`` (m n), every error is the exact norm ``||A - W H||_F`` (see
@@ -33,9 +34,10 @@ class NMFResult:
     Attributes:
         W: m x d basis matrix (its columns are the basis vectors, e.g. basis images), non-negative.
         H: d x n coefficient matrix (column i holds the weights of sample i), non-negative.
-        errors: float64 array of length ``n_iter + 1``; ``errors[k] = ||A - W_k H_k||_F`` at the iterate the
-            solver reported after k iterations, ``errors[0]`` at the initial guess (for
-            ``"ahals_extrapolated"`` the iterate is ``(W_k, Hy_k)``, see :func:`fit_nmf`).
+        errors: float64 array of length ``n_iter + 1``; ``errors[k] = ||A - W_k H_k||_F`` (with a mask
+            ``M``, ``||M * (A - W_k H_k)||_F``) at the iterate the solver reported after k iterations,
+            ``errors[0]`` at the initial guess (for ``"ahals_extrapolated"`` the iterate is ``(W_k, Hy_k)``,
+            see :func:`fit_nmf`).
         n_iter: the number of iterations done.
         solver: the name of the solver that produced the factors.
         stop_reason: why the run stopped: ``"max_iter"`` (``n_iter == max_iter``), ``"tol"`` (the projected
@@ -65,7 +67,7 @@ class NMFResult:
 
     @property
     def final_error(self) -> float:
-        """``||A - W H||_F`` at the returned factors, ``errors[best_iter]``."""
+        """``||A - W H||_F`` (masked: ``||M * (A - W H)||_F``) at the returned factors, ``errors[best_iter]``."""
         return float(self.errors[self.best_iter])
 
 
@@ -73,10 +75,11 @@ def fit_nmf(
     A,
     rank: int,
     *,
+    mask: np.ndarray | None = None,
     solver: str = "mu",
     max_iter: int = 1000,
     seed: int = 0,
-    init: tuple[np.ndarray, np.ndarray] | None = None,
+    init: str | tuple[np.ndarray, np.ndarray] | None = "random",
     dtype=None,
     tol: float = 0.0,
     time_limit: float | None = None,
@@ -86,15 +89,26 @@ def fit_nmf(
     """Factorize a non-negative m x n matrix ``A`` into ``W`` (m x d) times ``H`` (d x n), d = ``rank``.
 
     Args:
-        A: non-negative, finite, non-empty 2-D array of real numbers (integers included).
+        A: non-negative, finite, non-empty 2-D array of real numbers (integers included); with a ``mask``
+            this holds for the observed entries only, the others may be anything (NaN included).
         rank: the number of components d, a positive integer (it may exceed min(m, n)).
+        mask: ``None`` (every entry observed, the default) or a NumPy bool array of ``A``'s shape, True
+            where ``A`` is observed, with at least one True in every row and every column
+            (:func:`check_mask`). The fit then minimises ``||M * (A - W H)||_F``: the entries outside the
+            mask are ignored (changing them changes nothing), and ``W H`` fills them in. Every built-in
+            solver supports masks (:mod:`nmf_lab.solvers` describes each one's masked algorithm); a solver
+            whose registry entry has ``supports_mask=False`` is refused a mask, even an all-True one. An
+            all-True mask is treated as ``None``: the result is the unmasked one, bit for bit.
         solver: the update rule, a registered name (:func:`nmf_lab.solvers.solver_names`): ``"mu"``
             (Algorithm 1), ``"hals"``, ``"ahals"`` (accelerated HALS) or ``"ahals_extrapolated"`` (accelerated
             HALS with extrapolation and restarts, the fastest), or a plug-in; see :mod:`nmf_lab.solvers`.
         max_iter: the largest number of iterations, >= 0.
-        seed: seed of the random initial guess (ignored when ``init`` is given), an integer >= 0.
-        init: optional ``(W0, H0)``, the initial factors (m x d and d x n, non-negative, finite, neither all
-            zero). They are copied, never modified.
+        seed: seed of the initial guess of ``"random"`` and ``"nndsvdar"`` (ignored by the other inits and
+            when ``init`` is a pair), an integer >= 0.
+        init: the initial factors: a name of :data:`nmf_lab.inits.INITS`, ``"random"`` (the default, see
+            below), ``"nndsvd"``, ``"nndsvda"`` or ``"nndsvdar"`` (:func:`nmf_lab.inits.initial_factors`,
+            given the mask), or a pair ``(W0, H0)`` (m x d and d x n, non-negative, finite, neither all
+            zero), copied, never modified. ``None`` means ``"random"``, as it did before names existed.
         dtype: the dtype of the factors and of the products: ``None`` (float32 if ``A`` is float32, else
             float64), ``"float32"`` or ``"float64"`` (NumPy dtypes too). ``A`` is converted to it (the
             errors measure the distance to that converted ``A``); the errors are accumulated in float64
@@ -113,9 +127,10 @@ def fit_nmf(
             ``"ahals_extrapolated"``. E.g. ``fit_nmf(A, 8, delta=1e-6)``,
             ``fit_nmf(A, 8, solver="ahals", alpha=1.0)``.
 
-    The random initial guess is the contract of :func:`random_init`: ``rng = np.random.default_rng(seed)``,
-    ``W0 = rng.uniform(0, 1, size=(m, d))``, then ``H0 = rng.uniform(0, 1, size=(d, n))``, both multiplied by
-    ``sqrt(mean(A) / d)``.
+    The random initial guess is the contract of :func:`nmf_lab.inits.random_init`: ``rng =
+    np.random.default_rng(seed)``, ``W0 = rng.uniform(0, 1, size=(m, d))``, then ``H0 = rng.uniform(0, 1,
+    size=(d, n))``, both multiplied by ``sqrt(mean(A) / d)``; with a mask ``mean(A)`` is the mean of the
+    observed entries.
 
     The stopping rule. With ``f = ||A - WH||_F^2 / 2``, ``grad_W f = W (H H^T) - A H^T`` and
     ``grad_H f = (W^T W) H - W^T A`` come from the products each iteration computes anyway (O((m + n) d^2)
@@ -125,14 +140,20 @@ def fit_nmf(
     (:func:`nmf_lab.solvers.component_floor`, ``eps * sqrt(mean(A) / d)``). The test is made at the initial
     guess (as given, before any rescaling by a solver) and after every iteration; ``"mu"`` approaches
     zero entries only slowly, so it can take long to meet a small ``tol`` (Lin 2007). In float32 the
-    gradient carries rounding of about 1e-6 relative, so ``tol`` much below 1e-5 may never be met.
+    gradient carries rounding of about 1e-6 relative, so ``tol`` much below 1e-5 may never be met. With a
+    mask, ``f = ||M * (A - WH)||_F^2 / 2``, ``grad_W f = (M * WH) H^T - (M * A) H^T`` and ``grad_H f =
+    W^T (M * WH) - W^T (M * A)``, and the mean in the bound is over the observed entries; the products a
+    masked solver does not yield at the iterate (:class:`nmf_lab.solvers.Products`: ``mu`` lacks
+    ``(M * WH) H^T``, the HALS solvers ``W^T (M * WH)``) are computed afresh, two more products with m x n
+    matrices per iteration, only when ``tol > 0``.
 
     Returns:
         An :class:`NMFResult` with ``n_iter`` the iterations done, ``stop_reason``, ``errors`` and ``times``
         of length ``n_iter + 1``. ``errors`` is the exact ``||A - W_k H_k||_F`` for a small ``A`` (at most
         :data:`EXACT_SIZE` entries, e.g. the spec's toy matrices); for a larger one it is tracked from the
         products each iteration computes anyway, accumulated in float64, and the exact norm is used wherever
-        that formula would cancel.
+        that formula would cancel. With a mask the same holds for ``||M * (A - W_k H_k)||_F``
+        (:class:`_MaskedErrorTracker`).
         For the solvers whose error never increases, ``W, H`` are the last iterate (``best_iter ==
         n_iter``). ``"ahals_extrapolated"`` reports after iteration k the pair ``(W_k, Hy_k)`` of its latest
         W update and the extrapolated, projected H that update was fitted to, and ``errors[k]`` is exactly
@@ -142,30 +163,41 @@ def fit_nmf(
     Raises:
         ValueError: for any invalid argument, with a message naming the value and what is valid; for an
             option the solver does not have, naming it and the solver's options; for an invalid option
-            value, :class:`nmf_lab.errors.InvalidOption` (a ValueError) naming the option.
+            value, :class:`nmf_lab.errors.InvalidOption` (a ValueError) naming the option; for a mask given
+            to a solver that does not support masks.
     """
-    A = check_data(A)
+    A = _check_matrix(A)
+    mask = check_mask(mask, A.shape)
     rank = _check_int("rank", rank, minimum=1)
     max_iter = _check_int("max_iter", max_iter, minimum=0)
     entry = get_solver(solver)
+    if mask is not None and not entry.supports_mask:
+        supporting = [name for name in solver_names() if get_solver(name).supports_mask]
+        raise ValueError(
+            f"solver {solver!r} does not support masks (its registry entry has supports_mask=False); "
+            f"solvers that do: {', '.join(supporting)}"
+        )
     options = entry.resolve_options(options)
     seed = _check_int("seed", seed, minimum=0)
+    if mask is not None and mask.all():
+        mask = None  # every entry observed: the unmasked fit, bit for bit
+    A = _checked_data(A, mask)
     A = A.astype(_check_dtype(dtype, A), copy=False)
     if not _is_real(tol) or not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 turns the stopping rule off), got {tol!r}")
     if time_limit is not None and (not _is_real(time_limit) or not time_limit > 0):
         raise ValueError(f"time_limit must be None or a number of seconds > 0, got {time_limit!r}")
-    if init is None:
-        W, H = _random_init(A, rank, seed)
+    if init is None or isinstance(init, str):
+        W, H = initial_factors(A, rank, "random" if init is None else init, seed, mask)
     else:
         W, H = _check_init(init, A, rank)
 
     start = time.perf_counter()
-    tracker = _ErrorTracker(A)
+    tracker = _ErrorTracker(A) if mask is None else _MaskedErrorTracker(A, mask)
     errors = [tracker.initial(W, H)]
     if tol > 0:
-        gradient = _ProjectedGradient(A, rank)
-        gradient_norm = gradient.norm(W, H, _products(A, W, H))
+        gradient = _ProjectedGradient(A, rank, mask)
+        gradient_norm = gradient.norm(W, H, None)
         threshold = tol * gradient_norm
     times = [time.perf_counter() - start]
 
@@ -179,7 +211,7 @@ def fit_nmf(
     keep_best = not entry.monotone  # else the last iterate is returned, best_iter = n_iter
     best_iter = 0
     best_W, best_H = (W.copy(), H.copy()) if keep_best else (W, H)
-    steps = entry.update(A, W, H, **options)
+    steps = entry.update(A, W, H, mask=mask, **options) if entry.supports_mask else entry.update(A, W, H, **options)
     k, reason = 0, stop_reason(0)
     while reason is None:
         products = next(steps) if k == 0 else steps.send(errors[k])
@@ -211,28 +243,50 @@ def fit_nmf(
     )
 
 
-def random_init(A: np.ndarray, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The random initial guess of Algorithm 1, in the dtype of the factors of ``A``.
+def check_mask(mask, shape: tuple[int, int]) -> np.ndarray | None:
+    """Return ``mask`` (True where ``A`` is observed) as a boolean array, or raise ``ValueError``.
 
-    ``rng = np.random.default_rng(seed)``; ``W0 = rng.uniform(0, 1, size=(m, d))``, then
-    ``H0 = rng.uniform(0, 1, size=(d, n))``; both are multiplied by ``sqrt(mean(A) / d)`` so that ``W0 H0``
-    has the scale of ``A``.
+    ``None`` (every entry observed) stays ``None``. Otherwise ``mask`` must be a NumPy array of dtype bool
+    (an int or float array is refused: 0/1 weights are not a mask) of ``shape``, the shape of ``A``, with at
+    least one True in every row and every column (a row or column with no observed entry leaves its row of
+    W or column of H undetermined). The array is returned as it is, never copied or modified.
     """
-    A = check_data(A)
-    return _random_init(A, _check_int("rank", rank, minimum=1), _check_int("seed", seed, minimum=0))
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"mask must be None or a NumPy array of dtype bool, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise ValueError(
+            f"mask must be a NumPy array of dtype bool (True where A is observed), got dtype {mask.dtype}; "
+            f"convert 0/1 values with mask.astype(bool)"
+        )
+    shape = tuple(shape)
+    if mask.shape != shape:
+        raise ValueError(f"mask must have the shape of A, {shape}, got {mask.shape}")
+    for axis, what in ((1, "row"), (0, "column")):
+        empty = np.flatnonzero(~mask.any(axis=axis))
+        if empty.size:
+            first = ", ".join(map(str, empty[:5])) + (", ..." if empty.size > 5 else "")
+            raise ValueError(
+                f"mask leaves {empty.size} {what}{'s' if empty.size > 1 else ''} of A with no observed entry "
+                f"({what} indices {first}); every row and every column needs at least one True"
+            )
+    return mask
 
 
-def _random_init(A: np.ndarray, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    m, n = A.shape
-    rng = np.random.default_rng(seed)
-    W = rng.uniform(0.0, 1.0, size=(m, rank))
-    H = rng.uniform(0.0, 1.0, size=(rank, n))
-    scale = np.sqrt(np.mean(A, dtype=np.float64) / rank)
-    return (W * scale).astype(A.dtype, copy=False), (H * scale).astype(A.dtype, copy=False)
+def check_data(A, mask=None) -> np.ndarray:
+    """Return ``A`` as a float array fit for NMF, or raise ``ValueError`` saying what is wrong with it.
+
+    With a ``mask`` (validated by :func:`check_mask` against ``A``'s shape) only the observed entries are
+    checked (finite, >= 0, not all zero); the entries outside the mask may be anything, NaN included, and are
+    set to 0 in the returned array, a copy (the caller's array is never modified).
+    """
+    A = _check_matrix(A)
+    return _checked_data(A, check_mask(mask, A.shape))
 
 
-def check_data(A) -> np.ndarray:
-    """Return ``A`` as a float array fit for NMF, or raise ``ValueError`` saying what is wrong with it."""
+def _check_matrix(A) -> np.ndarray:
+    """``A`` as an array, if it is a non-empty 2-D array of real numbers (its values are not looked at)."""
     A = np.asarray(A)
     if A.dtype.kind not in "biuf":
         raise ValueError(f"A must hold real numbers, got an array of dtype {A.dtype}")
@@ -240,23 +294,37 @@ def check_data(A) -> np.ndarray:
         raise ValueError(f"A must be a 2-D matrix (m x n), got an array of shape {A.shape}")
     if A.size == 0:
         raise ValueError(f"A is empty (shape {A.shape}): it needs at least one row and one column")
-    A = A.astype(np.float32 if A.dtype == np.float32 else np.float64, copy=False)
-    _check_non_negative("A", A)
-    if not np.any(A):
-        raise ValueError("A is all zeros: its only factorization is W H = 0, there is nothing to fit")
     return A
 
 
-def _check_non_negative(name: str, X: np.ndarray) -> None:
+def _checked_data(A: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """:func:`check_data` of a real 2-D non-empty ``A`` and a checked ``mask``."""
+    dtype = np.float32 if A.dtype == np.float32 else np.float64
+    if mask is None:
+        A = A.astype(dtype, copy=False)
+        _check_non_negative("A", A)
+        if not np.any(A):
+            raise ValueError("A is all zeros: its only factorization is W H = 0, there is nothing to fit")
+        return A
+    A = np.where(mask, A, 0).astype(dtype, copy=False)  # always a new array
+    _check_non_negative("A", A, where="inside the mask")
+    if not np.any(A):
+        raise ValueError("A is all zeros on the observed entries (the mask): there is nothing to fit")
+    return A
+
+
+def _check_non_negative(name: str, X: np.ndarray, *, where: str = "") -> None:
     finite = np.isfinite(X)
+    at = f" {where}" if where else ""
     if not finite.all():
         n_nan = int(np.isnan(X).sum())
         n_inf = X.size - int(finite.sum()) - n_nan
-        raise ValueError(f"{name} has {n_nan} NaN and {n_inf} infinite entries; all entries must be finite")
+        raise ValueError(f"{name} has {n_nan} NaN and {n_inf} infinite entries{at}; all entries{at} must be finite")
     negative = X < 0
     if negative.any():
         raise ValueError(
-            f"{name} has {int(negative.sum())} negative entries (minimum {X.min():.6g}); NMF needs every entry >= 0"
+            f"{name} has {int(negative.sum())} negative entries{at} (minimum {X.min():.6g}); "
+            f"NMF needs every entry{at} >= 0"
         )
 
 
@@ -365,6 +433,49 @@ class _ErrorTracker:
         return float(np.linalg.norm((self.A - W @ H).astype(np.float64, copy=False)))
 
 
+class _MaskedErrorTracker:
+    """``||M * (A - W H)||_F`` at every iterate, accumulated in float64 (``A`` is 0 outside the mask ``M``).
+
+    As :class:`_ErrorTracker`, with the products of a masked iteration (:class:`nmf_lab.solvers.Products`):
+    ``||M * (A - WH)||^2 = ||M * A||^2 - 2 <W^T A, H> + <W^T P, H>`` (``P = M * WH``) from ``WtA`` and
+    ``WtP``, or ``= ||M * A||^2 - 2 <A H^T, W> + <P H^T, W>`` from ``AHt`` and ``PHt``, in O((m + n) d);
+    the exact norm (one product ``W H`` and three passes over m x n numbers) up to :data:`EXACT_SIZE`
+    entries, below ``CANCELLATION_GUARD * ||M * A||^2``, and when a solver yields neither pair.
+    """
+
+    def __init__(self, A: np.ndarray, mask: np.ndarray):
+        self.A, self.mask = A, mask
+        self.always_exact = A.size <= EXACT_SIZE
+        self.norm2 = float(np.einsum("ij,ij->", A, A, dtype=np.float64))
+        self.floor = CANCELLATION_GUARD[A.dtype] * self.norm2
+
+    def initial(self, W: np.ndarray, H: np.ndarray) -> float:
+        """The error at the initial guess: the exact norm (cheaper here than the products of a pair)."""
+        return self.exact(W, H)
+
+    def error(self, W: np.ndarray, H: np.ndarray, products: Products) -> float:
+        """The error at the iterate ``(W, H)`` that ``products`` were taken at."""
+        if self.always_exact:
+            return self.exact(W, H)
+        if products.WtA is not None and products.WtP is not None:
+            cross, fit = _inner(products.WtA, H), _inner(products.WtP, H)
+        elif products.AHt is not None and products.PHt is not None:
+            cross, fit = _inner(products.AHt, W), _inner(products.PHt, W)
+        else:
+            return self.exact(W, H)
+        squared = self.norm2 - 2.0 * cross + fit
+        if squared < self.floor:
+            return self.exact(W, H)
+        return float(np.sqrt(squared))
+
+    def exact(self, W: np.ndarray, H: np.ndarray) -> float:
+        """``||M * (A - W H)||_F``, the residual formed in the dtype of the factors and summed in float64."""
+        residual = W @ H
+        np.subtract(self.A, residual, out=residual)
+        np.multiply(residual, self.mask, out=residual)
+        return float(np.linalg.norm(residual.astype(np.float64, copy=False)))
+
+
 def _products(A: np.ndarray, W: np.ndarray, H: np.ndarray) -> Products:
     """The :class:`Products` of an iterate computed from scratch (two products with ``A``)."""
     return Products(AHt=A @ H.T, HHt=H @ H.T, WtW=W.T @ W, WtA=W.T @ A)
@@ -375,18 +486,42 @@ class _ProjectedGradient:
 
     ``grad_W = W (H H^T) - A H^T`` (m x d) and ``grad_H = (W^T W) H - W^T A`` (d x n) cost O((m + n) d^2)
     given the products. An entry counts unless its factor entry is at the lower bound (the HALS floor,
-    :func:`nmf_lab.solvers.component_floor`) and its gradient is >= 0.
+    :func:`nmf_lab.solvers.component_floor`) and its gradient is >= 0. With a mask, ``f = ||M * (A -
+    WH)||_F^2 / 2``, ``grad_W = P H^T - A H^T`` and ``grad_H = W^T P - W^T A`` with ``P = M * WH``; the
+    products the solver did not yield are computed here (``P`` once, then the missing products with it).
     """
 
-    def __init__(self, A: np.ndarray, rank: int):
-        self.floor = component_floor(A, rank)
+    def __init__(self, A: np.ndarray, rank: int, mask: np.ndarray | None = None):
+        self.A, self.mask = A, mask
+        self.floor = component_floor(A, rank, mask)
 
-    def norm(self, W: np.ndarray, H: np.ndarray, products: Products) -> float:
-        grad_W = W @ products.HHt
-        grad_W -= products.AHt
-        grad_H = products.WtW @ H
-        grad_H -= products.WtA
+    def norm(self, W: np.ndarray, H: np.ndarray, products: Products | None) -> float:
+        """The norm at ``(W, H)``, from the ``products`` taken there (None: computed from scratch)."""
+        if self.mask is not None:
+            grad_W, grad_H = self._masked_gradient(W, H, products)
+        else:
+            if products is None:
+                products = _products(self.A, W, H)
+            grad_W = W @ products.HHt
+            grad_W -= products.AHt
+            grad_H = products.WtW @ H
+            grad_H -= products.WtA
         return math.sqrt(self._projected_squared(W, grad_W) + self._projected_squared(H, grad_H))
+
+    def _masked_gradient(self, W: np.ndarray, H: np.ndarray, products: Products | None) -> tuple[np.ndarray, ...]:
+        A = self.A
+        if products is None:
+            WtA = WtP = AHt = PHt = None
+        else:
+            WtA, WtP, AHt, PHt = products.WtA, products.WtP, products.AHt, products.PHt
+        if WtP is None or PHt is None:
+            P = W @ H
+            np.multiply(P, self.mask, out=P)
+            WtP = W.T @ P if WtP is None else WtP
+            PHt = P @ H.T if PHt is None else PHt
+        grad_W = PHt - (A @ H.T if AHt is None else AHt)
+        grad_H = WtP - (W.T @ A if WtA is None else WtA)
+        return grad_W, grad_H
 
     def _projected_squared(self, factor: np.ndarray, gradient: np.ndarray) -> float:
         gradient[(factor <= self.floor) & (gradient >= 0)] = 0

@@ -8,20 +8,36 @@ the projected gradient) without ever forming an m x n matrix, and sends the erro
 (``error = yield products``). A solver may use that error (the extrapolated solver restarts on it) or
 ignore it; driven by plain ``next()`` it receives ``None``.
 
-The built-in solvers (:func:`solver_names` lists every registered one):
+Missing entries. A solver whose entry has ``supports_mask=True`` is called ``update(A, W, H, mask=M,
+**options)``: ``M`` is None (every entry observed: the unmasked algorithm, bit for bit) or an m x n bool
+array, True where ``A`` is observed, with a True in every row and column; ``A`` is then 0 outside the mask
+(never NaN). The solver minimises ``||M * (A - W H)||_F`` and yields the masked :class:`Products` (the
+products with ``M * (W H)`` replace the Gram matrices). A solver with ``supports_mask=False`` (the default,
+so that solvers written before masks keep working) is called as before and ``fit_nmf`` refuses a mask for it.
+
+The built-in solvers (:func:`solver_names` lists every registered one; all of them support masks):
 
 ``"mu"``
-    Lee & Seung's multiplicative updates, Algorithm 1 of the spec. Option ``delta``.
+    Lee & Seung's multiplicative updates, Algorithm 1 of the spec. Option ``delta``. With a mask, the
+    weighted updates ``H <- H * (W^T (M * A)) / (W^T (M * (WH)) + delta)``, then W alike
+    (:func:`_masked_multiplicative_updates`): Lee & Seung's auxiliary function holds for 0/1 weights, so
+    the error does not increase (with ``delta = 0``); three times the products of an unmasked iteration.
 ``"hals"``
     Hierarchical alternating least squares (Cichocki & Phan 2009): one exact pass over the rows of H,
-    then over the columns of W. No options.
+    then over the columns of W. No options. With a mask, exact coordinate minimisation over the observed
+    entries, ``h_kj <- max(eps0, sum_i m_ij w_ik r_ij / sum_i m_ij w_ik^2)`` with ``r`` the residual
+    without component k (:func:`_masked_hals_inner`, from one Gram matrix per column): each step
+    minimises the masked objective exactly over one row, so the error never increases; the Gram matrices
+    cost about d / 4 times the products of an unmasked iteration.
 ``"ahals"``
     Accelerated HALS (Gillis & Glineur 2012): several passes over H, then over W, reusing the products of
-    the iteration, as long as they pay. Options ``alpha``, ``inner_tol``.
+    the iteration, as long as they pay. Options ``alpha``, ``inner_tol``. With a mask, the passes of the
+    masked ``"hals"``, several per pair of Gram computations (:func:`_masked_accelerated_hals`).
 ``"ahals_extrapolated"``
     Accelerated HALS with extrapolation and restarts (Ang & Gillis 2019), the fastest here. Its error may
     rise (``monotone=False``): ``fit_nmf`` returns its best iterate. Options ``alpha``, ``inner_tol``,
-    ``beta0``, ``eta``, ``gamma``, ``gamma_bar``.
+    ``beta0``, ``eta``, ``gamma``, ``gamma_bar``. With a mask, the same extrapolation and restarts around
+    the masked ``"ahals"`` updates (:func:`_masked_extrapolated_hals`).
 
 ``get_solver(name).options`` describes each option (default, what is valid, what it does);
 ``fit_nmf(A, d, solver=name, **options)`` sets them.
@@ -84,12 +100,26 @@ class Products:
 
     ``WtA`` is the product the next H update needs, so computing it at the end of an iteration rather than
     at the start of the next one costs nothing (one product in the whole run, the last).
+
+    With a mask ``M`` (True where ``A`` is observed) the solver receives ``A`` with the unobserved entries
+    set to 0, so ``AHt = A H^T`` and ``WtA = W^T A`` are the products with ``M * A``; ``HHt`` and ``WtW`` play
+    no part (they may be None), and their role is taken by the products with ``P = M * (W H)``, the fit on
+    the observed entries: ``WtP = W^T P`` (d x n) and ``PHt = P H^T`` (m x d). With them::
+
+        ||M * (A - WH)||_F^2 = ||M * A||_F^2 - 2 <WtA, H> + <WtP, H>  =  ||M * A||_F^2 - 2 <AHt, W> + <PHt, W>
+        grad_W f = PHt - AHt,     grad_H f = WtP - WtA             (f = ||M * (A - WH)||_F^2 / 2)
+
+    A masked solver gives what it computed anyway at the iterate and None for the rest: the error needs one
+    pair, ``(WtA, WtP)`` or ``(AHt, PHt)`` (else ``fit_nmf`` computes the exact masked norm), and the
+    stopping rule all four (``fit_nmf`` computes the missing ones from scratch, only when ``tol > 0``).
     """
 
-    AHt: np.ndarray
-    HHt: np.ndarray
-    WtW: np.ndarray
-    WtA: np.ndarray
+    AHt: np.ndarray | None
+    HHt: np.ndarray | None
+    WtW: np.ndarray | None
+    WtA: np.ndarray | None
+    WtP: np.ndarray | None = None
+    PHt: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -143,6 +173,12 @@ class Solver:
             and :func:`nmf_lab.nmf.fit_nmf` then returns the iterate with the smallest error.
         options: the solver's own options by name (read-only).
         summary: how it updates, in one line.
+        supports_mask: True if ``update`` fits with missing entries: it is then called as ``update(A, W, H,
+            mask=M, **options)``, ``M`` None (every entry observed) or an m x n bool array (True where ``A``
+            is observed, every row and column with at least one True; ``A`` is 0 elsewhere), and minimises
+            ``||M * (A - W H)||_F``, yielding the masked :class:`Products`. False (the default, so that
+            solvers written before masks keep working): called without ``mask``, and ``fit_nmf`` refuses a
+            mask for it.
     """
 
     name: str
@@ -150,6 +186,7 @@ class Solver:
     monotone: bool
     options: Mapping[str, Option] = field(default_factory=dict)
     summary: str
+    supports_mask: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -158,6 +195,8 @@ class Solver:
             raise TypeError(f"solver {self.name!r}: update must be a generator function, got {self.update!r}")
         if not isinstance(self.monotone, bool):
             raise TypeError(f"solver {self.name!r}: monotone must be True or False, got {self.monotone!r}")
+        if not isinstance(self.supports_mask, bool):
+            raise TypeError(f"solver {self.name!r}: supports_mask must be True or False, got {self.supports_mask!r}")
         for key, option in self.options.items():
             if not isinstance(option, Option):
                 raise TypeError(f"solver {self.name!r}: option {key!r} must be an Option, got {option!r}")
@@ -265,7 +304,17 @@ def _forget_entry_points() -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _multiplicative_updates(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float) -> Iterator[Products]:
+def _multiplicative_updates(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float, mask: np.ndarray | None = None
+) -> Iterator[Products]:
+    """Lee and Seung's multiplicative updates, Algorithm 1 of the spec; with a ``mask``, the weighted ones
+    (:func:`_masked_multiplicative_updates`)."""
+    if mask is not None:
+        return _masked_multiplicative_updates(A, W, H, delta=delta, mask=mask)
+    return _plain_multiplicative_updates(A, W, H, delta=delta)
+
+
+def _plain_multiplicative_updates(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float) -> Iterator[Products]:
     """Lee and Seung's multiplicative updates, Algorithm 1 of the spec (equations 12 and 13).
 
     Each iteration updates H first, then W with the new H::
@@ -301,19 +350,69 @@ def _multiplicative_updates(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delt
         yield Products(AHt=AHt, HHt=HHt, WtW=WtW, WtA=WtA)
 
 
+def _masked_multiplicative_updates(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, delta: float, mask: np.ndarray
+) -> Iterator[Products]:
+    """The weighted multiplicative updates for ``min ||M * (A - WH)||_F`` (``A`` is 0 outside the mask ``M``).
+
+    Algorithm 1 with the fit ``W H`` replaced by its observed part ``P = M * (W H)``: H first, then W with
+    the new H, delta in the denominators::
+
+        H <- H * (W^T (M * A)) / (W^T (M * (W H)) + delta)
+        W <- W * ((M * A) H^T) / ((M * (W H)) H^T + delta)
+
+    With ``delta = 0`` the error never increases: Lee & Seung's auxiliary-function proof carries over with
+    ``W^T diag(m_j) W`` (column j's mask on the diagonal) in place of ``W^T W`` (Blondel, Ho & Van Dooren,
+    weighted NMF, 2008); with ``delta > 0`` as for ``mu``, and the registry entry is the same.
+
+    Cost. An iteration computes two fits ``W H`` (at ``(W_k, H_k)`` and ``(W_k, H_{k+1})``: the order of
+    Algorithm 1 leaves no fit to share), each masked in place in one m x n buffer, and four products with
+    m x n matrices (``W^T (M * A)``, ``W^T P``, ``(M * A) H^T``, ``P H^T``): six 2mnd-flop products against
+    the two of ``mu``, so about three times its time per iteration (3.3x measured at 1728 x 10000, d = 64;
+    in-cache blocking, a float mask and stacked products measured no faster). ``W^T (M * A)`` and ``W^T P``
+    at the new iterate are computed at the end of the iteration (the next H update needs them) and yielded,
+    so the masked error costs O(nd).
+    """
+    P = np.empty_like(A)  # M * (W H), formed in place
+
+    def observed_fit() -> np.ndarray:
+        np.matmul(W, H, out=P)
+        np.multiply(P, mask, out=P)
+        return P
+
+    WtA = W.T @ A
+    WtP = W.T @ observed_fit()
+    while True:
+        ratio = WtP + delta  # d x n: the denominator, then the quotient (WtP itself was yielded)
+        np.divide(WtA, ratio, out=ratio)
+        H *= ratio
+        AHt = A @ H.T
+        ratio = observed_fit() @ H.T  # m x d, at (W_k, H_{k+1})
+        ratio += delta
+        np.divide(AHt, ratio, out=ratio)
+        W *= ratio
+        WtA = W.T @ A
+        WtP = W.T @ observed_fit()
+        yield Products(AHt=AHt, HHt=None, WtW=None, WtA=WtA, WtP=WtP)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Hierarchical alternating least squares
 # --------------------------------------------------------------------------------------------------------
 
 
-def component_floor(A: np.ndarray, rank: int) -> float:
+def component_floor(A: np.ndarray, rank: int, mask: np.ndarray | None = None) -> float:
     """The floor ``eps0`` that the HALS solvers keep every entry of W and H at or above.
 
     ``eps0 = eps * sqrt(mean(A) / d)``: the machine epsilon of ``A``'s dtype at the scale of an entry of the
     initial guess (spec 2.4), so the floor scales with the data and its contribution to ``W H`` is at
     rounding level. Entries equal to the floor are the ones "at the bound" for the projected gradient.
+    With a ``mask`` (``A`` being 0 outside it) the mean is taken over the observed entries, as for the
+    random initial guess.
     """
-    scale = np.sqrt(np.mean(A, dtype=np.float64) / rank)
+    # with a mask, A is 0 outside it
+    mean = np.mean(A, dtype=np.float64) if mask is None else np.sum(A, dtype=np.float64) / np.count_nonzero(mask)
+    scale = np.sqrt(mean / rank)
     return float(A.dtype.type(np.finfo(A.dtype).eps * scale))
 
 
@@ -381,7 +480,12 @@ def _balancing_scale(WtW: np.ndarray, HHt: np.ndarray) -> np.ndarray | None:
     comes back with ``||w_k|| ~ eps0`` and ``||h_k|| ~ 1 / eps0`` and needs it. The norms are the diagonals
     of ``W^T W`` and ``H H^T``, so the check costs nothing.
     """
-    ratio = np.sqrt(np.diagonal(HHt) / np.diagonal(WtW))
+    return _balancing_scale_of_norms(np.diagonal(WtW), np.diagonal(HHt))
+
+
+def _balancing_scale_of_norms(w_squared: np.ndarray, h_squared: np.ndarray) -> np.ndarray | None:
+    """:func:`_balancing_scale` from the squared norms ``||w_k||^2`` and ``||h_k||^2``."""
+    ratio = np.sqrt(h_squared / w_squared)
     if np.all((ratio <= _BALANCE_LIMIT) & (ratio >= 1 / _BALANCE_LIMIT)):
         return None
     return np.sqrt(ratio)
@@ -493,7 +597,7 @@ def _start_hals(part: _NonzeroPart, W: np.ndarray, H: np.ndarray, floor: float) 
     return WtA, WtW
 
 
-def _hals(A: np.ndarray, W: np.ndarray, H: np.ndarray) -> Iterator[Products]:
+def _hals(A: np.ndarray, W: np.ndarray, H: np.ndarray, *, mask: np.ndarray | None = None) -> Iterator[Products]:
     """Hierarchical alternating least squares (Cichocki & Phan 2009), also known as coordinate descent.
 
     Each iteration minimises ``||A - WH||_F`` exactly over one row of H at a time, then over one column of
@@ -517,11 +621,23 @@ def _hals(A: np.ndarray, W: np.ndarray, H: np.ndarray) -> Iterator[Products]:
     ``||h_k|| ~ 1 / eps0``, and is then rebalanced (:func:`_balancing_scale`) so that the floor stays
     negligible for it. Where every column sum of ``R_k`` is <= 0, it stays at the floor: with exact zeros
     instead of a floor, ``(W^T W)_kk = 0`` would divide by zero and nothing could ever revive it.
+
+    With a ``mask``: exact coordinate minimisation of ``||M * (A - WH)||_F`` over the observed entries,
+    :func:`_masked_accelerated_hals` with ``alpha = 0``.
     """
-    return _accelerated_hals(A, W, H, alpha=0.0, inner_tol=0.0)
+    return _accelerated_hals(A, W, H, alpha=0.0, inner_tol=0.0, mask=mask)
 
 
 def _accelerated_hals(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, alpha: float, inner_tol: float, mask: np.ndarray | None = None
+) -> Iterator[Products]:
+    """Accelerated HALS; with a ``mask``, :func:`_masked_accelerated_hals`."""
+    if mask is not None:
+        return _masked_accelerated_hals(A, W, H, mask=mask, alpha=alpha, inner_tol=inner_tol)
+    return _plain_accelerated_hals(A, W, H, alpha=alpha, inner_tol=inner_tol)
+
+
+def _plain_accelerated_hals(
     A: np.ndarray, W: np.ndarray, H: np.ndarray, *, alpha: float, inner_tol: float
 ) -> Iterator[Products]:
     """Accelerated HALS (Gillis & Glineur 2012): :func:`_hals` with several passes per update.
@@ -555,6 +671,26 @@ def _accelerated_hals(
 
 
 def _extrapolated_hals(
+    A: np.ndarray,
+    W: np.ndarray,
+    H: np.ndarray,
+    *,
+    alpha: float,
+    inner_tol: float,
+    beta0: float,
+    eta: float,
+    gamma: float,
+    gamma_bar: float,
+    mask: np.ndarray | None = None,
+) -> Iterator[Products]:
+    """Accelerated HALS with extrapolation; with a ``mask``, :func:`_masked_extrapolated_hals`."""
+    options = {"alpha": alpha, "inner_tol": inner_tol, "beta0": beta0, "eta": eta, "gamma": gamma}
+    if mask is not None:
+        return _masked_extrapolated_hals(A, W, H, mask=mask, gamma_bar=gamma_bar, **options)
+    return _plain_extrapolated_hals(A, W, H, gamma_bar=gamma_bar, **options)
+
+
+def _plain_extrapolated_hals(
     A: np.ndarray,
     W: np.ndarray,
     H: np.ndarray,
@@ -659,6 +795,344 @@ def _extrapolated_hals(
         previous_error = error
 
 
+# --------------------------------------------------------------------------------------------------------
+# HALS with missing entries
+# --------------------------------------------------------------------------------------------------------
+
+_GRAM_BUDGET = 1 << 23
+"""Entries (8M: 64 MB in float64) of each large temporary of the masked HALS updates: the per-column Gram
+matrices of a block of columns (d x d x block) and the pairwise products of a chunk of the inner dimension
+(d (d + 1) / 2 x chunk)."""
+
+
+def _gram_index(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``k <= l`` (``np.triu_indices(d)``) and, for every ``(k, l)`` in row-major order, the index of
+    its pair: ``packed[full]`` unpacks d (d + 1) / 2 symmetric entries to d x d."""
+    ks, ls = np.triu_indices(d)
+    position = np.empty((d, d), dtype=np.intp)
+    position[ks, ls] = np.arange(ks.size)
+    position[ls, ks] = np.arange(ks.size)
+    return ks, ls, position.ravel()
+
+
+def _even_parts(total: int, largest: int) -> list[slice]:
+    """``range(total)`` cut into the fewest slices of at most ``largest`` (>= 1) items, of nearly equal size."""
+    count = -(-total // max(1, largest))
+    size = -(-total // count)
+    return [slice(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _pair_products(F: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The products ``f_k * f_l`` of the rows of ``F`` (d x K) for the pairs ``k <= l`` in the order of
+    ``np.triu_indices(d)``, into ``out`` (d (d + 1) / 2 x K); returns ``out``."""
+    d, start = F.shape[0], 0
+    for k in range(d):
+        np.multiply(F[k], F[k:], out=out[start : start + d - k])
+        start += d - k
+    return out
+
+
+def _masked_hals_inner(
+    X: np.ndarray,
+    F: np.ndarray,
+    Mt: np.ndarray,
+    C: np.ndarray,
+    extra: np.ndarray | None,
+    floor: float,
+    *,
+    max_sweeps: int,
+    inner_tol: float,
+    want_GX: bool = False,
+) -> np.ndarray | None:
+    """Exact coordinate passes over the rows of ``X`` (d x N, in place) for the masked problem
+    ``min_{X >= floor} ||Mt^T * (B - F^T X)||_F^2`` whose columns are independent; returns ``G_j x_j`` for
+    every column j at the final ``X`` if ``want_GX`` (else None).
+
+    ``F`` (d x K) is the other factor, ``Mt`` (K x N) the mask as 0/1 numbers (K the inner dimension), ``C =
+    F (Mt * B)`` (d x N) the numerators. Column j of ``X`` is a least-squares problem of its own, on the
+    observed entries of its column of ``B``, with the Gram matrix ``G_j = sum_i Mt_ij f_i f_i^T`` (``f_i``
+    column i of F). The best row k with the other rows fixed is, for every column j::
+
+        x_kj <- max(floor, (c_kj - sum_{l != k} (G_j)_kl x_lj) / (G_j)_kk)
+
+    i.e. ``(sum_i m_ij f_ki r_ij) / (sum_i m_ij f_ki^2)`` with ``r`` the residual without component k:
+    exact minimisation of the masked objective over one row, so the objective never increases. The Grams
+    of a block of columns come from one product ``Z Mt[:, block]``, ``Z`` (d (d + 1) / 2 x K) the products
+    ``f_k * f_l`` of the pairs ``k <= l``: ``K d^2`` flops per column, the cost of masked HALS (``d / 4``
+    times the two products of an unmasked iteration), in blocks of columns and chunks of K that keep each
+    temporary within :data:`_GRAM_BUDGET` entries. ``extra`` (N,), if given, adds ``extra_j * 1 1^T`` to
+    ``G_j``: the inner indices left out of ``F`` whose factor entries all sit at the floor (see
+    :class:`_MaskedPart`). Each block does up to ``max_sweeps`` passes and stops early by the ``inner_tol``
+    rule of :func:`_hals_inner`, applied to the block.
+    """
+    d, N = X.shape
+    full = _gram_index(d)[2]
+    n_pairs, n_inner = d * (d + 1) // 2, F.shape[1]
+    blocks = _even_parts(N, _GRAM_BUDGET // (d * d))
+    chunks = _even_parts(n_inner, _GRAM_BUDGET // n_pairs)
+    width = blocks[0].stop
+    packed_buffer = np.empty(n_pairs * width, dtype=X.dtype)  # reused: no fresh pages per block
+    gram_buffer = np.empty(d * d * width, dtype=X.dtype)
+    Z = np.empty((n_pairs, chunks[0].stop), dtype=X.dtype)
+    if len(chunks) == 1:
+        _pair_products(F, Z)
+    tiny = np.finfo(X.dtype).tiny
+    diag = np.arange(d)
+    GX = np.empty_like(X) if want_GX else None
+    work = np.empty(width, dtype=X.dtype)
+    for cols in blocks:
+        size = cols.stop - cols.start
+        packed = packed_buffer[: n_pairs * size].reshape(n_pairs, size)
+        if len(chunks) == 1:
+            np.matmul(Z, Mt[:, cols], out=packed)
+        else:
+            packed[...] = 0
+            for inner in chunks:
+                Zc = _pair_products(F[:, inner], Z[:, : inner.stop - inner.start])
+                packed += Zc @ Mt[inner, cols]
+        G = gram_buffer[: d * d * size].reshape(d * d, size)
+        np.take(packed, full, axis=0, out=G, mode="clip")  # "clip": an unbuffered out (the indices are valid)
+        G = G.reshape(d, d, size)
+        if extra is not None:
+            G += extra[cols]
+        diagonal = np.maximum(G[diag, diag], tiny)  # (d, size); >= floor^2 times the observed count
+        G /= diagonal[:, None, :]  # G <- G_off: g_kl / g_kk, zero diagonal
+        G[diag, diag] = 0
+        C_scaled = C[:, cols] / diagonal
+        Xb = X[:, cols]
+        out = work[:size]
+        before = np.empty_like(Xb) if max_sweeps > 1 else None
+        first_move = 0.0
+        for sweep in range(1, max_sweeps + 1):
+            if before is not None:
+                np.copyto(before, Xb)
+            for k in range(d):
+                np.einsum("lj,lj->j", G[k], Xb, out=out)
+                np.subtract(C_scaled[k], out, out=out)
+                np.maximum(out, floor, out=Xb[k])
+            if before is None:
+                break
+            before -= Xb
+            move = float(np.vdot(before, before))
+            if sweep == 1:
+                first_move = move
+            elif move <= inner_tol**2 * first_move:
+                break
+        if GX is not None:  # G_j x_j = g_kk (x_kj + sum_{l != k} (g_kl / g_kk) x_lj)
+            block_GX = np.einsum("klj,lj->kj", G, Xb)
+            block_GX += Xb
+            block_GX *= diagonal
+            GX[:, cols] = block_GX
+    return GX
+
+
+class _MaskedPart:
+    """The masked HALS updates on the non-zero part of ``A`` (:class:`_NonzeroPart`, ``A`` being 0 outside
+    the mask, so a row or column of ``A`` with no non-zero observed entry counts as zero).
+
+    The rows of W for zero rows of ``A`` are at the floor, their exact optimum whatever H is (the masked
+    problem of such a row has ``c = 0``), and likewise the columns of H for zero columns: the updates skip
+    them, and the Gram matrices of the other side take their part in closed form, ``floor^2 * (observed
+    entries there) * 1 1^T``. The mask is kept as 0/1 numbers of ``A``'s dtype on the non-zero part (the
+    Gram matrices are products with it).
+    """
+
+    def __init__(self, A: np.ndarray, mask: np.ndarray, floor: float):
+        self.part = part = _NonzeroPart(A)
+        self.mask = mask
+        rows, cols = part.rows, part.cols
+        self.M = np.ascontiguousarray(mask[rows][:, cols], dtype=A.dtype)
+        floor2 = A.dtype.type(floor) ** 2
+        # the Gram of column j of H gets floor^2 * (observed entries of column j in zero rows of A)
+        self.col_extra = (
+            None if part.all_rows else floor2 * np.count_nonzero(mask[part.zero_rows][:, cols], axis=0).astype(A.dtype)
+        )
+        self.row_extra = (
+            None if part.all_cols else floor2 * np.count_nonzero(mask[rows][:, part.zero_cols], axis=1).astype(A.dtype)
+        )
+
+    def update_H(self, H, W, WtA, floor: float, *, max_sweeps: int, inner_tol: float) -> None:
+        """Exact masked coordinate passes over the columns of H that meet non-zero columns of A, in place."""
+        part = self.part
+        X = H if part.all_cols else np.ascontiguousarray(H[:, part.cols])
+        F = np.ascontiguousarray(W[part.rows].T)
+        C = WtA if part.all_cols else WtA[:, part.cols]
+        _masked_hals_inner(X, F, self.M, C, self.col_extra, floor, max_sweeps=max_sweeps, inner_tol=inner_tol)
+        if not part.all_cols:
+            H[:, part.cols] = X
+
+    def update_W(self, W, H, AHt, floor: float, *, max_sweeps: int, inner_tol: float) -> np.ndarray:
+        """Exact masked coordinate passes over the rows of W that meet non-zero rows of A, in place; returns
+        ``PHt = (M * (W H)) H^T`` at the new W (the rows of zero rows of A, of order floor^2, left at 0)."""
+        part = self.part
+        X = np.ascontiguousarray(W[part.rows].T)
+        F = H if part.all_cols else np.ascontiguousarray(H[:, part.cols])
+        C = AHt[part.rows].T
+        GX = _masked_hals_inner(
+            X, F, self.M.T, C, self.row_extra, floor, max_sweeps=max_sweeps, inner_tol=inner_tol, want_GX=True
+        )
+        W[part.rows] = X.T
+        PHt = np.zeros_like(AHt)
+        PHt[part.rows] = GX.T
+        return PHt
+
+    def observed_fit(self, W: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """``M * (W H)``, m x n, from scratch."""
+        P = W @ H
+        np.multiply(P, self.mask, out=P)
+        return P
+
+    def start(self, W: np.ndarray, H: np.ndarray, floor: float) -> np.ndarray:
+        """:func:`_start_hals` for the masked objective, in place; returns ``W^T A`` at the start.
+
+        The best multiple ``alpha W H`` of the initial guess has ``alpha = <A, M * WH> / ||M * WH||_F^2``.
+        """
+        part = self.part
+        part.clamp_W(W, floor)
+        part.clamp_H(H, floor)
+        WtA = part.WtA(W)
+        fit = _inner(WtA, H)
+        P = self.observed_fit(W, H)
+        size = _inner(P, P)
+        if fit > 0 and size > 0:
+            root = np.sqrt(fit / size)
+            for X in (W, H, WtA):
+                X *= root
+            part.clamp_W(W, floor)
+            part.clamp_H(H, floor)
+        return WtA
+
+    def rebalance(self, W, H, floor: float, others_W=(), others_H=()) -> np.ndarray | None:
+        """Rebalance the components if one is out of balance (:func:`_balancing_scale`), W, H and the other
+        points alike, in place; returns the scale (None if nothing was done)."""
+        scale = _balancing_scale_of_norms(
+            np.einsum("ik,ik->k", W, W, dtype=np.float64), np.einsum("kj,kj->k", H, H, dtype=np.float64)
+        )
+        if scale is None:
+            return None
+        scale = scale.astype(W.dtype)
+        for X in (W, *others_W):
+            X *= scale
+            self.part.clamp_W(X, floor)
+        for X in (H, *others_H):
+            X /= scale[:, None]
+            self.part.clamp_H(X, floor)
+        return scale
+
+
+def _masked_accelerated_hals(
+    A: np.ndarray, W: np.ndarray, H: np.ndarray, *, mask: np.ndarray, alpha: float, inner_tol: float
+) -> Iterator[Products]:
+    """:func:`_accelerated_hals` (and :func:`_hals`, ``alpha = 0``) for ``min ||M * (A - WH)||_F``.
+
+    Exact coordinate minimisation over the observed entries: each pass sets, for k = 1..d and every column
+    j at once, ``h_kj <- max(eps0, (sum_i m_ij w_ik r_ij) / (sum_i m_ij w_ik^2))`` with ``r`` the residual
+    without component k (:func:`_masked_hals_inner`), then the columns of W alike. Every pass minimises the
+    masked objective exactly over one row of H (or column of W), so the error never increases. The masked
+    Gram matrices of a half-step cost ``K d^2`` flops per column, far more than a pass, so the passes of the
+    accelerated variant pay even better than unmasked; the budget ``1 + floor(alpha * rho)`` is the unmasked
+    one (:func:`_inner_sweep_budget`, conservative here) and ``inner_tol`` stops each block of columns.
+    The floor, the start (rescaled to ``alpha = <A, M * WH> / ||M * WH||^2``), zero rows and columns of
+    ``M * A`` and dead components are as in :func:`_hals`; the norms for rebalancing are computed directly.
+
+    Cost. Without a mask all columns share one Gram matrix; with one, each column of H (row of W) has its
+    own, ``sum_i m_ij w_i w_i^T``, and computing them is the bulk of the work: about ``m' n' d^2`` flops per
+    half-step (m' x n' the non-zero part of ``M * A``) against ``4 m' n' d`` for the two products of an
+    unmasked iteration. Measured at 1728 x 10000, d = 64, 30 % missing: ``ahals_extrapolated`` takes about
+    13 times as long per iteration as unmasked (the passes, one per Gram computation for ``hals``, add to it).
+    """
+    d = W.shape[1]
+    floor = component_floor(A, d, mask)
+    masked = _MaskedPart(A, mask, floor)
+    part = masked.part
+    WtA = masked.start(W, H, floor)
+    sweeps_H, sweeps_W = _inner_sweep_budget(part, d, alpha)
+    while True:
+        masked.update_H(H, W, WtA, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
+        AHt = part.AHt(H)
+        PHt = masked.update_W(W, H, AHt, floor, max_sweeps=sweeps_W, inner_tol=inner_tol)
+        if masked.rebalance(W, H, floor) is not None:  # rare: the products are taken afresh
+            AHt, PHt = part.AHt(H), masked.observed_fit(W, H) @ H.T
+        WtA = part.WtA(W)
+        yield Products(AHt=AHt, HHt=None, WtW=None, WtA=WtA, PHt=PHt)
+
+
+def _masked_extrapolated_hals(
+    A: np.ndarray,
+    W: np.ndarray,
+    H: np.ndarray,
+    *,
+    mask: np.ndarray,
+    alpha: float,
+    inner_tol: float,
+    beta0: float,
+    eta: float,
+    gamma: float,
+    gamma_bar: float,
+) -> Iterator[Products]:
+    """:func:`_extrapolated_hals` for ``min ||M * (A - WH)||_F``: the same extrapolation and restarts around
+    the exact masked updates of :func:`_masked_accelerated_hals`.
+
+    The H update at the extrapolated ``Wy`` takes the masked Gram matrices of ``Wy`` (they are quadratic in
+    W, so they are computed afresh) and ``Wy^T (M * A)``, linear in W and extrapolated for free as without a
+    mask. The reported iterate is ``(W_new, Hy)``; its masked error comes from ``(M * A) Hy^T`` and
+    ``PHt = (M * (W_new Hy)) Hy^T``, which the W update leaves behind. As without a mask the error may rise
+    (that triggers a restart) and ``fit_nmf`` returns the best reported iterate.
+    """
+    d = W.shape[1]
+    norm2 = None  # ||M * A||_F^2, only needed when no error is sent back
+    floor = component_floor(A, d, mask)
+    masked = _MaskedPart(A, mask, floor)
+    part = masked.part
+    WtA = masked.start(W, H, floor)
+    sweeps_H, sweeps_W = _inner_sweep_budget(part, d, alpha)
+
+    W_acc, H_acc, WtA_acc = W.copy(), H.copy(), WtA  # the accepted iterate (W_k, H_k) and W_k^T A
+    WyA = WtA  # W and H hold Wy and Hy between iterations
+    H_new = np.empty_like(H)
+    beta, beta_prev, beta_cap = beta0, beta0, 1.0
+    previous_error = np.inf
+
+    while True:
+        masked.update_H(H, W, WyA, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
+        np.copyto(H_new, H)
+        H -= H_acc  # H <- Hy = max(eps0, H_new + beta (H_new - H_k)), in place
+        H *= beta
+        H += H_new
+        np.maximum(H, floor, out=H)
+        AHt = part.AHt(H)
+        PHt = masked.update_W(W, H, AHt, floor, max_sweeps=sweeps_W, inner_tol=inner_tol)
+        WtA = part.WtA(W)
+
+        error = yield Products(AHt=AHt, HHt=None, WtW=None, WtA=WtA, PHt=PHt)
+        if error is None:
+            if norm2 is None:
+                norm2 = float(np.einsum("ij,ij->", A, A, dtype=np.float64))
+            error = np.sqrt(max(norm2 - 2 * _inner(AHt, W) + _inner(PHt, W), 0.0))
+
+        scale = masked.rebalance(W, H, floor, others_W=(W_acc,), others_H=(H_new, H_acc))
+        if scale is not None:  # the same rescaling of every point keeps the extrapolation exact
+            WtA, WtA_acc = WtA * scale[:, None], WtA_acc * scale[:, None]
+
+        if error > previous_error:  # restart from the accepted iterate
+            np.copyto(W, W_acc)
+            np.copyto(H, H_acc)
+            WyA = WtA_acc
+            beta_cap, beta_prev, beta = beta_prev, beta, beta / eta
+        else:  # accept (W_new, H_new); W <- Wy, while H already holds Hy
+            move = W - W_acc
+            np.copyto(W_acc, W)
+            W += beta * move
+            WyA = WtA - WtA_acc  # Wy^T A = W_new^T A + beta (W_new^T A - W_k^T A)
+            WyA *= beta
+            WyA += WtA
+            WtA_acc = WtA
+            H_acc, H_new = H_new, H_acc
+            beta_prev, beta = beta, min(beta_cap, gamma * beta)
+            beta_cap = min(1.0, gamma_bar * beta_cap)
+        previous_error = error
+
+
 def _inner(X: np.ndarray, Y: np.ndarray) -> float:
     """The Frobenius inner product ``<X, Y>`` accumulated in float64."""
     return float(np.vdot(X.astype(np.float64, copy=False), Y.astype(np.float64, copy=False)))
@@ -711,6 +1185,7 @@ _EXTRAPOLATION_OPTIONS = {
 for _solver in (
     Solver(
         name="mu",
+        supports_mask=True,
         update=_multiplicative_updates,
         monotone=True,
         options={
@@ -725,12 +1200,14 @@ for _solver in (
     ),
     Solver(
         name="hals",
+        supports_mask=True,
         update=_hals,
         monotone=True,
         summary="HALS: one exact coordinate-descent pass over the rows of H, then over the columns of W",
     ),
     Solver(
         name="ahals",
+        supports_mask=True,
         update=_accelerated_hals,
         monotone=True,
         options=_AHALS_OPTIONS,
@@ -738,6 +1215,7 @@ for _solver in (
     ),
     Solver(
         name="ahals_extrapolated",
+        supports_mask=True,
         update=_extrapolated_hals,
         monotone=False,
         options=_EXTRAPOLATION_OPTIONS,

@@ -185,13 +185,14 @@ class RunLog:
             history = self.client.get_metric_history(run.info.run_id, key)
             self.client.log_batch(self.run_id, metrics=[Metric(m.key, m.value, m.timestamp, m.step) for m in history])
 
-    def log_factorization(self, A: np.ndarray, result) -> None:
+    def log_factorization(self, A: np.ndarray, result, mask: np.ndarray | None = None) -> None:
         """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
-        ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F``, ``n_iter``,
-        ``best_iter``, the tag ``nmf_lab.stop_reason``, and the factors as ``arrays/W.npy`` and
-        ``arrays/H.npy``."""
+        ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F`` (both over the
+        observed entries when a ``mask`` is given), ``n_iter``, ``best_iter``, the tag ``nmf_lab.stop_reason``,
+        and the factors as ``arrays/W.npy`` and ``arrays/H.npy``."""
         final = result.final_error
-        norm = float(np.linalg.norm(np.asarray(A, dtype=np.float64)))
+        observed = np.asarray(A, dtype=np.float64) if mask is None else np.asarray(A, dtype=np.float64)[mask]
+        norm = float(np.linalg.norm(observed))
         self.log_curve("error", result.errors)
         self.log_metrics(
             {

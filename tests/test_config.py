@@ -78,6 +78,7 @@ def test_a_sweep_config_is_its_single_run_config_plus_a_sweep(sweep, single):
         ("solver.dtype=float16", "solver.dtype"),
         ("rank=0", "rank"),
         ("seed=-1", "seed"),
+        ("init=svd", "init"),
         ("data.matrix=A9", "data.matrix"),
         ("experiment.study=nope.nothing", "experiment.study"),
         ("experiment.study=json", "experiment.study"),  # a module without run()
@@ -145,7 +146,7 @@ def test_solver_options_reach_the_settings_and_the_params():
 def test_params_say_only_what_the_run_used():
     punks = run_params(composed("experiment=punks"))
     assert not [key for key in punks if key.startswith(("benchmark.", "denoise.", "noise.", "tracking.", "sweep."))]
-    assert punks["solver.delta"] == 1e-9 and punks["rank"] == 64
+    assert punks["solver.delta"] == 1e-9 and punks["rank"] == 64 and punks["init"] == "random"
     assert "data.subset_seed" not in punks  # the first 500 punks: no seed drew them
     assert run_params(composed("experiment=punks", "data.subset=random"))["data.subset_seed"] == 0
     benchmark = run_params(composed("experiment=benchmark_small"))

@@ -161,6 +161,21 @@ def test_float32_stays_float32_and_integers_become_float64():
     assert counts.W.dtype == np.float64 and counts.H.dtype == np.float64
 
 
+@pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda", "nndsvdar", None])
+def test_init_names_start_from_their_initial_factors(init):
+    """A named init starts from nmf_lab.inits.initial_factors (with fit_nmf's seed); None means "random"."""
+    from nmf_lab.inits import initial_factors
+
+    A = random_nonnegative((9, 7), seed=4)
+    W0, H0 = initial_factors(A, 3, init or "random", seed=5)
+    start = fit_nmf(A, 3, init=init, seed=5, max_iter=0)
+    np.testing.assert_array_equal(start.W, W0)
+    np.testing.assert_array_equal(start.H, H0)
+    np.testing.assert_array_equal(
+        fit_nmf(A, 3, init=init, seed=5, max_iter=30).W, fit_nmf(A, 3, init=(W0, H0), max_iter=30).W
+    )
+
+
 def test_custom_init_is_not_modified():
     A = random_nonnegative((6, 5), seed=0)
     W0, H0 = random_init(A, 2, seed=1)
@@ -198,6 +213,8 @@ GOOD = np.ones((3, 2))
         ((GOOD, 1), {"init": (np.ones((3, 1)), np.ones((2, 2)))}, "init H0 must have shape (1, 2)"),
         ((GOOD, 1), {"init": (-np.ones((3, 1)), np.ones((1, 2)))}, "init W0 has 3 negative entries"),
         ((GOOD, 1), {"init": np.ones(3)}, "init must be a pair (W0, H0)"),
+        ((GOOD, 1), {"init": "svd"}, "unknown init 'svd'; known inits: random, nndsvd, nndsvda, nndsvdar"),
+        ((GOOD, 3), {"init": "nndsvd"}, "init='nndsvd' needs rank <= min(m, n) = 2"),
     ],
 )
 def test_bad_input_raises_a_clear_error(args, kwargs, message):
