@@ -6,26 +6,32 @@ The numerics core (this package's top level) imports NumPy only::
     result = fit_nmf(A, rank=64)          # A: m x n, one image per column
     result.W, result.H, result.errors     # m x d, d x n, ||A - W_k H_k||_F for k = 0..n_iter
     fit_nmf(A, rank=64, mask=observed)    # observed: m x n bool, True where A is known; fits M * A only
+    fit_nmf(A, rank=64, init="nndsvda")   # random (the spec's), nndsvd, nndsvda, nndsvdar
+    transform(A_new, W).H                 # coefficients of new images for a fixed W (NNLS)
 
 Solvers are registry entries (:class:`Solver`, see :mod:`nmf_lab.solvers`): ``solver_names()`` lists them,
 ``register_solver`` adds one in-process, and installed packages add theirs through the entry-point group
 ``nmf_lab.solvers``.
 """
 
-from nmf_lab.inits import random_init
+from nmf_lab.inits import INITS, initial_factors, random_init
 from nmf_lab.linalg import numerical_rank, truncated_svd, truncation_errors
 from nmf_lab.nmf import NMFResult, fit_nmf
 from nmf_lab.solvers import Option, Solver, register_solver, solver_names
+from nmf_lab.transform import transform
 
 __all__ = [
+    "INITS",
     "NMFResult",
     "Option",
     "Solver",
     "fit_nmf",
+    "initial_factors",
     "numerical_rank",
     "random_init",
     "register_solver",
     "solver_names",
+    "transform",
     "truncated_svd",
     "truncation_errors",
 ]

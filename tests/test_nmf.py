@@ -258,6 +258,9 @@ def test_the_package_exports_the_registry_api():
             "Option",
             "register_solver",
             "solver_names",
+            "transform",
+            "INITS",
+            "initial_factors",
         ]
     )
     assert all(hasattr(nmf_lab, name) for name in nmf_lab.__all__)
