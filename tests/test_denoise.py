@@ -139,13 +139,14 @@ def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, pu
     run_cli(
         "experiment=denoise_ranks",
         "rank=2,6",
+        "noise.sigma=0.1",
         "denoise.postprocess=true",
         *SMALL,
         f"data.path={punks_sheet}",
         f"tracking.experiment={experiment_name}",
     )
     (parent,), children = runs_of(client, experiment_name)
-    assert len(children) == 8 and parent.info.status == FINISHED
+    assert len(children) == 4 and parent.info.status == FINISHED
     A, mask = first_punks.matrix(), first_punks.opaque_entries()
     A_noisy = add_noise(A, 0.1, seed=0)
     svd6 = [
@@ -173,9 +174,9 @@ def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, pu
     }
     assert parent.data.metrics["best_rank.svd.sigma_0.1"] == min(svd_noisy, key=svd_noisy.get)
     assert parent.data.metrics["best_clean_error.svd.sigma_0.1"] == min(svd_noisy.values())
-    # The parent's params are those every job used: not the swept rank or sigma, but postprocess.
-    assert "rank" not in parent.data.params and "noise.sigma" not in parent.data.params
-    assert parent.data.params["denoise.postprocess"] == "True"
+    # The parent's params are those every job used: not the swept rank or method, but sigma and postprocess.
+    assert "rank" not in parent.data.params and "denoise.method" not in parent.data.params
+    assert parent.data.params["denoise.postprocess"] == "True" and parent.data.params["noise.sigma"] == "0.1"
     assert "figures/3c_clean_error_against_rank.png" in artifact_paths(client, parent.info.run_id)
 
 

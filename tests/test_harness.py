@@ -23,12 +23,21 @@ from helpers import artifact_paths, load_array, load_text, runs_of
 
 @pytest.fixture(scope="module")
 def toy_sweep(tracking_uri, client, tmp_path_factory):
-    """`nmf-lab experiment=toy` once for the module: one parent, 24 children."""
+    """`nmf-lab experiment=toy` once for the module, on the joblib launcher with 2 workers (a parallel sweep
+    against one sqlite store): one parent, 24 children."""
     name = "toy-e2e"
     cwd = tmp_path_factory.mktemp("toy")
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     result = subprocess.run(
-        [sys.executable, "-m", "nmf_lab", "experiment=toy", f"tracking.experiment={name}"],
+        [
+            sys.executable,
+            "-m",
+            "nmf_lab",
+            "experiment=toy",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.experiment={name}",
+        ],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -47,6 +56,9 @@ def test_toy_sweep_makes_one_parent_with_24_finished_children(toy_sweep):
     parent = parents[0]
     assert {child.data.tags[MLFLOW_PARENT_RUN_ID] for child in children} == {parent.info.run_id}
     assert {run.info.status for run in [parent, *children]} == {FINISHED}
+    # 2 joblib workers on this machine's cores: each job limits its BLAS threads to cores // 2.
+    expected = f"({max(1, (os.cpu_count() or 1) // 2)} threads)"
+    assert all(expected in child.data.tags["nmf_lab.blas"] for child in children)
     combos = {(c.data.params["data.matrix"], c.data.params["rank"], c.data.params["seed"]) for c in children}
     assert combos == {(m, d, s) for m in TOY_MATRICES for d in "123" for s in "01"}
 
