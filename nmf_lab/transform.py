@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from nmf_lab.nmf import CANCELLATION_GUARD, EXACT_SIZE, NMFResult, _check_int, _is_real
+from nmf_lab.nmf import CANCELLATION_GUARD, EXACT_SIZE, NMFResult, _check_int, _check_non_negative, _is_real
 from nmf_lab.solvers import _hals_sweep
 
 __all__ = ["TRANSFORM_SOLVERS", "transform"]
@@ -236,21 +236,8 @@ def _check_inputs(A_new, W, mask, dtype) -> tuple[np.ndarray, np.ndarray, np.nda
         _check_non_negative("A_new", A_new)
         return A_new, W, None
     A_new = np.where(mask, A_new, 0).astype(resolved, copy=False)
-    _check_non_negative("A_new", A_new, where=" inside the mask")
+    _check_non_negative("A_new", A_new, where="inside the mask")
     return A_new, W, mask
-
-
-def _check_non_negative(name: str, X: np.ndarray, where: str = "") -> None:
-    finite = np.isfinite(X)
-    if not finite.all():
-        n_nan = int(np.isnan(X).sum())
-        n_inf = X.size - int(finite.sum()) - n_nan
-        raise ValueError(f"{name} has {n_nan} NaN and {n_inf} infinite entries{where}; they must be finite")
-    negative = X < 0
-    if negative.any():
-        raise ValueError(
-            f"{name} has {int(negative.sum())} negative entries{where} (minimum {X.min():.6g}); they must be >= 0"
-        )
 
 
 class _Problem:
