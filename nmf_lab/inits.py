@@ -41,11 +41,11 @@ NNDSVD_EPS = 1e-6
 def initial_factors(
     A: np.ndarray, rank: int, init: str = "random", seed: int = 0, mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The initial ``(W0, H0)`` (m x d, d x n) of the method ``init`` for a validated ``A``, in ``A``'s dtype.
+    """The initial ``(W0, H0)`` (m x d, d x n) of the method ``init``, in the dtype of the factors of ``A``.
 
     Args:
-        A: m x n, float32 or float64, non-negative and finite (as :func:`nmf_lab.nmf.check_data` returns it;
-            with a mask its unobserved entries are 0).
+        A: m x n, non-negative and finite on its observed entries; checked as :func:`nmf_lab.fit_nmf` checks
+            it (:func:`nmf_lab.nmf.check_data`: a ValueError names NaN, negative entries, a wrong shape).
         rank: d, a positive integer; at most ``min(m, n)`` for the NNDSVD variants.
         init: one of :data:`INITS`.
         seed: an integer >= 0, used by ``"random"`` and ``"nndsvdar"``, ignored by the others.
@@ -55,15 +55,16 @@ def initial_factors(
             observed ones, and that mean is the fill of ``"nndsvda"``/``"nndsvdar"``.
 
     Raises:
-        ValueError: for an unknown ``init`` (listing :data:`INITS`), an invalid ``rank`` or ``seed``, or a
-            rank above ``min(m, n)`` with an NNDSVD variant.
+        ValueError: for an invalid ``A`` or ``mask``, an unknown ``init`` (listing :data:`INITS`), an invalid
+            ``rank`` or ``seed``, or a rank above ``min(m, n)`` with an NNDSVD variant.
     """
-    from nmf_lab.nmf import _check_int, check_mask  # nmf imports this module
+    from nmf_lab.nmf import _check_int, check_data, check_mask  # nmf imports this module
 
     if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"unknown init {init!r}; known inits: {', '.join(INITS)} (or a pair (W0, H0))")
     rank = _check_int("rank", rank, minimum=1)
     seed = _check_int("seed", seed, minimum=0)
+    A = check_data(A, check_mask(mask, np.shape(A)))  # A is public input here too: the same checks as fit_nmf
     mask = check_mask(mask, A.shape)
     if mask is not None and mask.all():
         mask = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmf_lab.inits import initial_factors
+from nmf_lab.inits import INITS, initial_factors
 from nmf_lab.solvers import Products, component_floor, get_solver, solver_names
 
 EXACT_SIZE = 1024
@@ -356,7 +356,7 @@ def _check_init(init, A: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]
     try:
         W0, H0 = init
     except (TypeError, ValueError):
-        raise ValueError("init must be a pair (W0, H0) of arrays") from None
+        raise ValueError(f"init must be one of {', '.join(INITS)} or a pair (W0, H0) of arrays, got {init!r}") from None
     (m, n), dtype = A.shape, A.dtype
     factors = []
     for name, X, shape in (("W0", W0, (m, rank)), ("H0", H0, (rank, n))):

@@ -330,3 +330,21 @@ def test_a_mask_of_the_wrong_shape_is_an_error():
 def test_the_module_exports():
     assert INITS == ("random", "nndsvd", "nndsvda", "nndsvdar")
     assert set(inits.__all__) >= {"INITS", "initial_factors", "random_init"}
+
+
+@pytest.mark.parametrize(
+    "A, message",
+    [
+        (np.array([[1.0, 2.0], [3.0, -1.0]]), "A has 1 negative entries"),
+        (np.array([[1.0, np.nan], [3.0, 1.0]]), "A has 1 NaN and 0 infinite entries"),
+        (np.ones(4), "A must be a 2-D matrix"),
+    ],
+)
+def test_initial_factors_checks_a_as_fit_nmf_does(A, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        initial_factors(A, 1, "nndsvd")
+
+
+def test_initial_factors_of_an_integer_matrix_are_floats():
+    W, H = initial_factors(np.array([[1, 2], [3, 4]]), 1)
+    assert W.dtype == H.dtype == np.float64 and W.min() > 0 and H.min() > 0

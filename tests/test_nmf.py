@@ -212,7 +212,11 @@ GOOD = np.ones((3, 2))
         ((GOOD, 1), {"init": (np.ones((3, 2)), np.ones((1, 2)))}, "init W0 must have shape (3, 1)"),
         ((GOOD, 1), {"init": (np.ones((3, 1)), np.ones((2, 2)))}, "init H0 must have shape (1, 2)"),
         ((GOOD, 1), {"init": (-np.ones((3, 1)), np.ones((1, 2)))}, "init W0 has 3 negative entries"),
-        ((GOOD, 1), {"init": np.ones(3)}, "init must be a pair (W0, H0)"),
+        (
+            (GOOD, 1),
+            {"init": np.ones(3)},
+            "init must be one of random, nndsvd, nndsvda, nndsvdar or a pair (W0, H0) of arrays, got",
+        ),
         ((GOOD, 1), {"init": "svd"}, "unknown init 'svd'; known inits: random, nndsvd, nndsvda, nndsvdar"),
         ((GOOD, 3), {"init": "nndsvd"}, "init='nndsvd' needs rank <= min(m, n) = 2"),
     ],
