@@ -207,8 +207,7 @@ def validate(cfg: DictConfig) -> Config:
     """The typed, range-checked job config; raises :class:`ConfigError` naming the first bad key."""
     if "hydra" in cfg:
         raise ValueError("validate() takes a job's config, without Hydra's own node (see job_config)")
-    study = load_study(OmegaConf.select(cfg, "experiment.study", default=None))
-    schema = _schema(getattr(study, "SETTINGS", {}))
+    study, schema = _study_schema(cfg)
     container = OmegaConf.to_container(cfg, resolve=True)
     try:
         typed = OmegaConf.merge(OmegaConf.structured(schema), container)
@@ -231,18 +230,20 @@ def typed_config(cfg: DictConfig) -> DictConfig:
     a float even where the YAML says ``0``. Nothing is built (no loader reads its folder). A config that no
     longer fits the schema (its study gone, an older layout) is returned as it is."""
     try:
-        study = load_study(OmegaConf.select(cfg, "experiment.study", default=None))
-        return OmegaConf.merge(OmegaConf.structured(_schema(getattr(study, "SETTINGS", {}))), cfg)
+        return OmegaConf.merge(OmegaConf.structured(_study_schema(cfg)[1]), cfg)
     except (ConfigError, OmegaConfBaseException):
         return cfg
 
 
-def _schema(study_settings: dict[str, type]) -> type:
-    """:class:`Config` plus a field for each node of the study's own settings."""
+def _study_schema(cfg: DictConfig) -> tuple[ModuleType, type]:
+    """The study a config names, and its schema: :class:`Config` plus a field for each node of the study's
+    own settings (its ``SETTINGS``)."""
+    study = load_study(OmegaConf.select(cfg, "experiment.study", default=None))
+    study_settings = getattr(study, "SETTINGS", {})
     if not study_settings:
-        return Config
+        return study, Config
     fields = [(key, schema, field(default_factory=schema)) for key, schema in study_settings.items()]
-    return dataclasses.make_dataclass("StudyConfig", fields, bases=(Config,))
+    return study, dataclasses.make_dataclass("StudyConfig", fields, bases=(Config,))
 
 
 def _config_error(error: OmegaConfBaseException) -> ConfigError:
