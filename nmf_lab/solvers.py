@@ -670,6 +670,38 @@ def _plain_accelerated_hals(
         yield Products(AHt=AHt, HHt=HHt, WtW=WtW, WtA=WtA)
 
 
+class _Momentum:
+    """The extrapolation weight beta of Ang & Gillis (2019) and its cap: it grows after accepted steps and
+    shrinks after a restart (see :func:`_plain_extrapolated_hals`)."""
+
+    def __init__(self, beta0: float, eta: float, gamma: float, gamma_bar: float):
+        self.beta, self.previous, self.cap = beta0, beta0, 1.0
+        self.eta, self.gamma, self.gamma_bar = eta, gamma, gamma_bar
+
+    def restart(self) -> None:
+        """The error rose: the cap falls to the previous beta, and ``beta <- beta / eta``."""
+        self.cap, self.previous, self.beta = self.previous, self.beta, self.beta / self.eta
+
+    def accept(self) -> None:
+        """An accepted step: ``beta <- min(cap, gamma beta)``, ``cap <- min(1, gamma_bar cap)``."""
+        self.previous, self.beta = self.beta, min(self.cap, self.gamma * self.beta)
+        self.cap = min(1.0, self.gamma_bar * self.cap)
+
+
+def _accept_and_extrapolate_W(
+    W: np.ndarray, W_acc: np.ndarray, WtA: np.ndarray, WtA_acc: np.ndarray, beta: float
+) -> np.ndarray:
+    """Accept ``W_new`` (held by ``W``): ``W_acc <- W_new`` and, in place, ``W <- Wy = W_new + beta (W_new -
+    W_k)``; returns ``Wy^T A = W_new^T A + beta (W_new^T A - W_k^T A)``, linear in the W's, so no product."""
+    move = W - W_acc
+    np.copyto(W_acc, W)
+    W += beta * move
+    WyA = WtA - WtA_acc
+    WyA *= beta
+    WyA += WtA
+    return WyA
+
+
 def _extrapolated_hals(
     A: np.ndarray,
     W: np.ndarray,
@@ -743,14 +775,14 @@ def _plain_extrapolated_hals(
     W_acc, H_acc, WtA_acc = W.copy(), H.copy(), WtA  # the accepted iterate (W_k, H_k) and W_k^T A
     WyA, WyWy = WtA, WtW  # Wy^T A and Wy^T Wy; W and H themselves hold Wy and Hy between iterations
     H_new = np.empty_like(H)
-    beta, beta_prev, beta_cap = beta0, beta0, 1.0
+    momentum = _Momentum(beta0, eta, gamma, gamma_bar)
     previous_error = np.inf
 
     while True:
         part.update_H(H, WyWy, WyA, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
         np.copyto(H_new, H)
         H -= H_acc  # H <- Hy = max(eps0, H_new + beta (H_new - H_k)), in place
-        H *= beta
+        H *= momentum.beta
         H += H_new
         np.maximum(H, floor, out=H)
         AHt = part.AHt(H)
@@ -779,19 +811,13 @@ def _plain_extrapolated_hals(
             np.copyto(W, W_acc)
             np.copyto(H, H_acc)
             WyA, WyWy = WtA_acc, W_acc.T @ W_acc
-            beta_cap, beta_prev, beta = beta_prev, beta, beta / eta
+            momentum.restart()
         else:  # accept (W_new, H_new); W <- Wy, while H already holds Hy
-            move = W - W_acc
-            np.copyto(W_acc, W)
-            W += beta * move
-            WyA = WtA - WtA_acc  # Wy^T A = W_new^T A + beta (W_new^T A - W_k^T A)
-            WyA *= beta
-            WyA += WtA
+            WyA = _accept_and_extrapolate_W(W, W_acc, WtA, WtA_acc, momentum.beta)
             WyWy = W.T @ W
             WtA_acc = WtA
             H_acc, H_new = H_new, H_acc
-            beta_prev, beta = beta, min(beta_cap, gamma * beta)
-            beta_cap = min(1.0, gamma_bar * beta_cap)
+            momentum.accept()
         previous_error = error
 
 
@@ -1090,14 +1116,14 @@ def _masked_extrapolated_hals(
     W_acc, H_acc, WtA_acc = W.copy(), H.copy(), WtA  # the accepted iterate (W_k, H_k) and W_k^T A
     WyA = WtA  # W and H hold Wy and Hy between iterations
     H_new = np.empty_like(H)
-    beta, beta_prev, beta_cap = beta0, beta0, 1.0
+    momentum = _Momentum(beta0, eta, gamma, gamma_bar)
     previous_error = np.inf
 
     while True:
         masked.update_H(H, W, WyA, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
         np.copyto(H_new, H)
         H -= H_acc  # H <- Hy = max(eps0, H_new + beta (H_new - H_k)), in place
-        H *= beta
+        H *= momentum.beta
         H += H_new
         np.maximum(H, floor, out=H)
         AHt = part.AHt(H)
@@ -1118,18 +1144,12 @@ def _masked_extrapolated_hals(
             np.copyto(W, W_acc)
             np.copyto(H, H_acc)
             WyA = WtA_acc
-            beta_cap, beta_prev, beta = beta_prev, beta, beta / eta
+            momentum.restart()
         else:  # accept (W_new, H_new); W <- Wy, while H already holds Hy
-            move = W - W_acc
-            np.copyto(W_acc, W)
-            W += beta * move
-            WyA = WtA - WtA_acc  # Wy^T A = W_new^T A + beta (W_new^T A - W_k^T A)
-            WyA *= beta
-            WyA += WtA
+            WyA = _accept_and_extrapolate_W(W, W_acc, WtA, WtA_acc, momentum.beta)
             WtA_acc = WtA
             H_acc, H_new = H_new, H_acc
-            beta_prev, beta = beta, min(beta_cap, gamma * beta)
-            beta_cap = min(1.0, gamma_bar * beta_cap)
+            momentum.accept()
         previous_error = error
 
 
