@@ -45,6 +45,24 @@ def punks_sheet() -> Path:
         pytest.skip(reason)
 
 
+@pytest.fixture
+def registered():
+    """``register(solver, replace=False)`` for this test only: every name it registers is removed from the
+    solver registry at the end (so never replace a built-in with it)."""
+    from nmf_lab import solvers
+
+    names = {}
+
+    def register(solver, **kwargs):
+        solvers.register_solver(solver, **kwargs)
+        names[solver.name] = True
+        return solver.name
+
+    yield register
+    for name in names:
+        solvers._unregister(name)
+
+
 @pytest.fixture(scope="session")
 def tracking_uri(tmp_path_factory) -> str:
     """A real sqlite tracking store, created once (its migrations cost ~7 s) and shared by the session."""

@@ -13,9 +13,9 @@ import re
 import numpy as np
 import pytest
 
-from nmf_lab import fit_nmf, random_init, solvers
+from nmf_lab import fit_nmf, random_init
 from nmf_lab.nmf import EXACT_SIZE, check_data, check_mask
-from nmf_lab.solvers import Option, Products, Solver, component_floor, get_solver, register_solver
+from nmf_lab.solvers import Option, Products, Solver, component_floor, get_solver
 
 BUILT_INS = ["mu", "hals", "ahals", "ahals_extrapolated"]
 MONOTONE = [name for name in BUILT_INS if get_solver(name).monotone]
@@ -47,21 +47,6 @@ def masked_norm(A, mask, W, H):
     """``||M * (A - W H)||_F`` from scratch in float64, the unobserved entries of A (maybe NaN) left out."""
     residual = np.where(mask, A, 0.0) - W.astype(np.float64) @ H.astype(np.float64)
     return float(np.linalg.norm(residual[mask]))
-
-
-@pytest.fixture
-def registered():
-    """``register(solver)`` for this test only (removed at the end)."""
-    names = []
-
-    def register(solver):
-        register_solver(solver)
-        names.append(solver.name)
-        return solver.name
-
-    yield register
-    for name in names:
-        solvers._unregister(name)
 
 
 @pytest.fixture

@@ -60,22 +60,6 @@ RECOVERY_ITERATIONS = {"mu": 10_000}
 
 
 @pytest.fixture
-def registered():
-    """``register(solver, replace=False)`` for this test only: every name it registers is removed at the end
-    (so never replace a built-in with it)."""
-    names = {}
-
-    def register(solver, **kwargs):
-        register_solver(solver, **kwargs)
-        names[solver.name] = True
-        return solver.name
-
-    yield register
-    for name in names:
-        solvers._unregister(name)
-
-
-@pytest.fixture
 def probe(registered):
     """``probe(name)`` registers a solver "probe-NAME" that runs ``name`` inside fit_nmf, with its options,
     and records a copy of every iterate ``(W_k, H_k)`` it reports; the error fit_nmf sends back is passed
