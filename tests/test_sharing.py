@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,67 +18,18 @@ from mlflow.tracking import MlflowClient
 from nmf_lab.tracking import FAILED, FINISHED
 
 from helpers import artifact_paths, load_array, load_text, runs_of
+from services import free_port, mlflow_server
 
 pytestmark = pytest.mark.slow
 QUICK = ["experiment=movies", "solver.max_iter=60"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real `mlflow server` over a sqlite store, artifacts proxied from a folder, on a free loopback port."""
     root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    log = open(root / "server.log", "w")  # noqa: SIM115 (open for the server's lifetime, closed below)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=root,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # 2 processes instead of about 15
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                if requests.get(f"{uri}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start in 120 s")
+    with mlflow_server(root, f"sqlite:///{root / 'mlflow.db'}") as uri:
         yield uri, root
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def test_runs_and_a_sweep_land_on_a_tracking_server(server, run_job, run_cli, experiment_name, tmp_path, monkeypatch):
