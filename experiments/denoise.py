@@ -2,7 +2,8 @@
 comparison, the truncated SVD).
 
 A job adds noise to the images (3a), reconstructs them from the noisy matrix alone (3b) and measures the
-reconstruction against the clean matrix; a sweep over d and sigma gives the U/L-shaped curve of 3c.
+reconstruction against the clean matrix; a sweep over d and sigma gives the U/L-shaped curve of 3c. An NMF job
+also logs its denoiser (the learned W) as the MLflow model ``runs:/<run id>/denoiser`` (:mod:`nmf_lab.model`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from experiments.shared import (
     warn_if_full_rank,
 )
 from nmf_lab import truncated_svd
+from nmf_lab.denoiser import Denoiser, model_input
 from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import error_against_rank, image_grid
 from nmf_lab.metrics import psnr
+from nmf_lab.model import log_denoiser
 from nmf_lab.noise import add_noise
 
 METHODS = ("nmf", "svd")
@@ -94,6 +97,9 @@ def run(settings, run) -> None:
         name="3b_original_noisy_denoised",
         title=f"Task 3b: denoising with {method.upper()}, sigma = {sigma:g}",
     )
+    if method == "nmf":  # the denoiser as a pyfunc model, runs:/<run id>/denoiser; one noisy image as its example
+        denoiser = Denoiser.for_images(image_set, result.W, postprocess=settings.denoise.postprocess)
+        log_denoiser(run, denoiser, input_example=model_input(image_set.subset(slice(0, 1)), A_noisy[:, :1]))
 
 
 def summarize(children, parent) -> None:

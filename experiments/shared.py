@@ -9,6 +9,7 @@ import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
 from nmf_lab.data.images import ImageSet
+from nmf_lab.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
 from nmf_lab.figures import basis_grid, side_by_side_grids
 from nmf_lab.progress import fit_progress
 
@@ -88,13 +89,6 @@ def display_images(image_set, X: np.ndarray) -> np.ndarray:
     """The images (h, w, c, k) of the k columns of a reconstruction X (e.g. W H), colours clipped to [0, 1]
     for display (spec 4.2 step 5); the opacity is the set's own, passed to the figure alongside."""
     return np.clip(image_set.images_from_matrix(X), 0.0, 1.0)
-
-
-def postprocess(X: np.ndarray, opaque: np.ndarray) -> np.ndarray:
-    """What the noise model guarantees, applied to a reconstruction X ((h * w * c) x n): values lie in
-    [0, 1], and the entries of transparent pixels (``opaque`` False, see
-    :meth:`~nmf_lab.data.images.ImageSet.opaque_entries`) are 0. Without alpha it only clips."""
-    return np.where(opaque, np.clip(X, 0.0, 1.0), 0.0)
 
 
 def draw_basis(W: np.ndarray, shape: tuple[int, int], run, *, name: str, title: str) -> None:
