@@ -77,6 +77,8 @@ class BenchmarkSettings:
 
 SETTINGS = {"benchmark": BenchmarkSettings}
 """The config node of this study's own settings."""
+HEADLINE = ("mu_iter_over_floor", "mu_time_to_target_over_best", "best_time_to_target_over_sklearn_cd")
+"""The ratios the CLI prints and the run's description shows first (below 1: the first is faster)."""
 
 
 def run(settings, run) -> None:

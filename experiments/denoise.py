@@ -32,6 +32,8 @@ from nmf_lab.model import log_denoiser
 from nmf_lab.noise import add_noise
 
 METHODS = ("nmf", "svd")
+HEADLINE = ("psnr_noisy", "psnr", "clean_error")
+"""The metrics the CLI prints and a run's description shows first: PSNR (dB) before and after, ||A - X||_F."""
 
 
 @dataclass

@@ -11,6 +11,9 @@ from nmf_lab import numerical_rank, truncation_errors
 from nmf_lab.data.images import ImageSet
 from nmf_lab.figures import error_against_rank, error_curves, image_grid, mean_image
 
+HEADLINE = ("final_error", "relative_error", "svd_error")
+"""The metrics the CLI prints and a run's description shows first: the NMF's error next to the truncated SVD's."""
+
 
 def run(settings, run) -> None:
     image_set = settings.data.load()

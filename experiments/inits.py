@@ -14,6 +14,8 @@ from nmf_lab.inits import INITS, initial_factors
 
 CHECKPOINTS = (10, 100, 1000)
 """Iterations after which the errors are compared."""
+HEADLINE = ("error_at_100", "final_error", "init_seconds")
+"""The metrics the CLI prints and a run's description shows first."""
 
 
 def run(settings, run) -> None:

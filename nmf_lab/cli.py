@@ -9,6 +9,7 @@ runs) and ``nmf-lab-summary`` (write a sweep's summary again).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Sequence
@@ -18,10 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nmf_lab.config import CONF_DIR, ConfigError, experiment_name, register_configs, validate
-from nmf_lab.job import run_job
+from nmf_lab.config import CONF_DIR, experiment_name, register_configs, validate
+from nmf_lab.job import USER_ERRORS, check_data, run_job, stop
 from nmf_lab.progress import PROGRESS_ENV
 from nmf_lab.summary import summarize_sweep
+from nmf_lab.sweep import describe_sweep
 from nmf_lab.tracking import TrackingUnavailable, open_client, raise_interrupted_on_sigterm
 
 if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
@@ -31,26 +33,28 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> str:
-    """Validate the composed config, then run the selected experiment as one tracked job."""
-    try:
-        settings = validate(cfg)
-    except ConfigError as error:
-        raise SystemExit(f"nmf-lab: {error}") from error
+    """Validate the composed config and find the data, then run the selected experiment as one tracked job and
+    print where its run is and what it measured. A user's error stops it with one line (:func:`nmf_lab.job.stop`)."""
     hydra_config = HydraConfig.get()
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
     raise_interrupted_on_sigterm()
     parallel_workers = blas_threads_per_worker(hydra_config.launcher) is not None
     os.environ[PROGRESS_ENV] = "0" if parallel_workers else "1"
     try:
+        settings = validate(cfg)
+        if not in_sweep:  # a sweep's callback checked every job's data before its parent run
+            check_data(settings)
         return run_job(
             cfg,
             settings,
             experiment_name=experiment_name(settings, hydra_config),
             overrides=list(hydra_config.overrides.task),
-            in_sweep=hydra_config.mode == RunMode.MULTIRUN,
+            in_sweep=in_sweep,
             blas_threads=settings.blas_threads or blas_threads_per_worker(hydra_config.launcher),
+            report=functools.partial(print, flush=True),
         )
-    except TrackingUnavailable as error:
-        raise SystemExit(f"nmf-lab: {error}") from error
+    except USER_ERRORS as error:
+        stop(error)
 
 
 def blas_threads_per_worker(launcher: DictConfig) -> int | None:
@@ -80,11 +84,16 @@ def summary_main(argv: Sequence[str] | None = None) -> None:
         help="the store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)",
     )
     args = parser.parse_args(argv)
-    summary = summarize_sweep(open_client(args.tracking_uri), args.parent_run_id)
+    try:
+        client = open_client(args.tracking_uri)
+    except TrackingUnavailable as error:
+        stop(error)
+    summary = summarize_sweep(client, args.parent_run_id)
     print(
         f"summary of {summary.n_children} children ({summary.n_failed} failed) written to run "
         f"{args.parent_run_id}; varied: {', '.join(summary.varied) or 'nothing'}"
     )
+    print(describe_sweep(client, args.parent_run_id, summary.varied))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,20 @@ import os
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from nmf_lab.config import Config, ConfigError, experiment_name, job_config, run_params, validate
-from nmf_lab.job import PARENT_RUN_ENV, PROJECT_DIR, STUDY_TAG, study_tags
+from nmf_lab import describe
+from nmf_lab.config import Config, ConfigError, experiment_name, job_config, load_study, run_params, validate
+from nmf_lab.job import (
+    PARENT_RUN_ENV,
+    PROJECT_DIR,
+    STUDY_TAG,
+    USER_ERRORS,
+    check_rank,
+    locate_data,
+    markdown_tables,
+    stop,
+    study_experiment_note,
+    study_tags,
+)
 from nmf_lab.summary import summarize_sweep
 from nmf_lab.tracking import (
     FAILED,
@@ -22,14 +34,21 @@ from nmf_lab.tracking import (
     KILLED,
     RUNNING,
     TAG_PREFIX,
-    TrackingUnavailable,
+    StoredRun,
+    artifact_files,
+    child_runs,
+    describe_experiment,
     end_run,
+    experiment_name_of,
     get_experiment_id,
     open_client,
     provenance_tags,
     run_status,
+    set_description,
     tracked_run,
 )
+
+SWEEP_TAG = TAG_PREFIX + "sweep"
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +64,8 @@ class SweepCallback(Callback):
         # Hydra turns a callback's Exception into a warning; SystemExit is how a callback stops the sweep.
         try:
             self._open_parent(config, kwargs.get("config_name"))
-        except (ConfigError, TrackingUnavailable) as error:
-            raise SystemExit(f"nmf-lab: {error}") from error
+        except USER_ERRORS as error:
+            stop(error)
         except Exception as error:  # e.g. a job's config that does not compose: no job may run without a parent
             raise SystemExit(f"nmf-lab: the sweep could not start: {type(error).__name__}: {error}") from error
 
@@ -57,9 +76,15 @@ class SweepCallback(Callback):
             raise ConfigError(f"a sweep runs one study, and this one would run {', '.join(studies)}: sweep each apart")
         names = {experiment_name(settings, hydra) for _, settings, hydra in jobs}
         _, first, first_hydra = jobs[0]
+        for settings in {repr(settings.data): settings for _, settings, _ in jobs}.values():
+            locate_data(settings)  # each data set once: no run exists before its data is found
+        for _, settings, _ in jobs:
+            check_rank(settings)
         name = names.pop() if len(names) == 1 else first_hydra.runtime.choices.experiment
         self.client = open_client(first.tracking.uri)
         experiment_id = get_experiment_id(self.client, name)
+        study = load_study(studies[0])
+        describe_experiment(self.client, experiment_id, study_experiment_note(study))
         sweep = " ".join(_sweep_arguments(config))
         with tracked_run(
             self.client,
@@ -67,7 +92,7 @@ class SweepCallback(Callback):
             run_name=f"sweep: {sweep}",
             tags={
                 STUDY_TAG: studies[0],
-                TAG_PREFIX + "sweep": sweep,
+                SWEEP_TAG: sweep,
                 **study_tags(studies[0]),
                 **provenance_tags(PROJECT_DIR),
             },
@@ -75,6 +100,10 @@ class SweepCallback(Callback):
         ) as parent:
             parent.log_params(common_params([run_params(cfg) for cfg, _, _ in jobs]))
             parent.log_metrics({"n_jobs": len(jobs)})
+            note = describe.sweep_started_note(
+                task=describe.study_task(study), study=studies[0], sweep=sweep, n_jobs=len(jobs)
+            )
+            set_description(self.client, parent.run_id, note)
         self.parent_run_id = parent.run_id
         os.environ[PARENT_RUN_ENV] = parent.run_id
         atexit.register(self._kill_if_unfinished)
@@ -91,6 +120,7 @@ class SweepCallback(Callback):
             raise SystemExit(f"nmf-lab: the summary of parent run {self.parent_run_id} failed: {error!r}") from error
         end_run(self.client, self.parent_run_id, FAILED if summary.n_failed else FINISHED)
         log.info("sweep summary logged to parent run %s", self.parent_run_id)
+        print(describe_sweep(self.client, self.parent_run_id, summary.varied), flush=True)
         if summary.n_failed:
             raise SystemExit(
                 f"nmf-lab: {summary.n_failed} of {summary.n_children} jobs failed; their tracebacks are "
@@ -103,6 +133,41 @@ class SweepCallback(Callback):
             return
         if run_status(self.client, self.parent_run_id) == RUNNING:
             end_run(self.client, self.parent_run_id, KILLED)
+
+
+def describe_sweep(client, parent_run_id: str, varied: list[str]) -> str:
+    """Write a sweep parent's description from the store (:func:`nmf_lab.describe.sweep_note`: its jobs with
+    the ``varied`` params, status and headline metrics, the study's summary tables and figures) and return
+    the block the CLI prints (:func:`nmf_lab.describe.sweep_block`)."""
+    parent = StoredRun.load(client, parent_run_id)
+    children = child_runs(client, parent_run_id)
+    study_name = parent.tags.get(STUDY_TAG, "")
+    try:
+        study = load_study(study_name)
+        task, metrics = describe.study_task(study), describe.headline(study)
+    except ConfigError:  # the study is gone (nmf-lab-summary of an old sweep)
+        task, metrics = f"A sweep of the study `{study_name}`.", describe.DEFAULT_HEADLINE
+    note = describe.sweep_note(
+        parent,
+        task=task,
+        study=study_name,
+        sweep=parent.tags.get(SWEEP_TAG, ""),
+        children=children,
+        varied=varied,
+        metrics=metrics,
+        tables=markdown_tables(client, parent_run_id),
+        figures=artifact_files(client, parent_run_id, "figures"),
+    )
+    set_description(client, parent_run_id, note)
+    header, rows = describe.children_rows(children, varied, metrics)
+    return describe.sweep_block(
+        parent,
+        experiment=experiment_name_of(client, parent.experiment_id),
+        n_children=len(children),
+        n_failed=sum(child.status != FINISHED for child in children),
+        table=describe.text_table(header, rows),
+        links=describe.ui_links(client.tracking_uri),
+    )
 
 
 def _sweep_arguments(config: DictConfig) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import re
 import signal
@@ -24,9 +25,10 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # summaries read many small artifacts
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
 """The default store, relative to the current directory; artifacts go beside it under ``mlruns/``."""
@@ -115,6 +117,40 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     if db is not None:
         location = (db.parent / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_uri()
     return client.create_experiment(name, artifact_location=location)
+
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+"""MLflow 3's experiment kind for model training (the other, ``genai_development``, is its traces view). MLflow
+3.17's UI reads the view from ``?workflowType=`` or the browser's last choice instead (see the README)."""
+
+
+def describe_experiment(client: MlflowClient, experiment_id: str, note: str) -> None:
+    """Give an experiment its description (Markdown, shown above its runs) and MLflow's experiment kind for
+    model training, each only where it has none yet: a description edited in the UI stays."""
+    tags = client.get_experiment(experiment_id).tags
+    for key, value in ((MLFLOW_RUN_NOTE, note), (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)):
+        if key not in tags:
+            client.set_experiment_tag(experiment_id, key, value)
+
+
+def set_description(client: MlflowClient, run_id: str, note: str) -> None:
+    """Set a run's description (Markdown, shown on its page in the UI)."""
+    client.set_tag(run_id, MLFLOW_RUN_NOTE, note)
+
+
+def artifact_files(client: MlflowClient, run_id: str, folder: str | None = None) -> list[str]:
+    """The paths of a run's artifact files under ``folder`` (None: all), sorted."""
+    paths = []
+    for info in client.list_artifacts(run_id, folder):
+        paths.extend(artifact_files(client, run_id, info.path) if info.is_dir else [info.path])
+    return sorted(paths)
+
+
+def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str:
+    """A text artifact of a run, e.g. ``tables/final_errors.md``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
 
 
 class RunLog:
@@ -279,6 +315,8 @@ class StoredRun:
     tags: dict[str, str]
     client: MlflowClient = field(repr=False)
     config_types: Callable[[Any], Any] | None = field(default=None, repr=False)
+    experiment_id: str = ""
+    artifact_uri: str = ""
 
     @classmethod
     def of(cls, client: MlflowClient, run, config_types=None) -> StoredRun:
@@ -291,7 +329,14 @@ class StoredRun:
             tags=dict(run.data.tags),
             client=client,
             config_types=config_types,
+            experiment_id=run.info.experiment_id,
+            artifact_uri=run.info.artifact_uri or "",
         )
+
+    @classmethod
+    def load(cls, client: MlflowClient, run_id: str) -> StoredRun:
+        """The run ``run_id`` as it is in the store now."""
+        return cls.of(client, client.get_run(run_id))
 
     def curve(self, key: str = "error") -> np.ndarray:
         """The metric ``key`` of this run by step, e.g. its error curve."""
@@ -322,6 +367,10 @@ def child_runs(client: MlflowClient, parent_run_id: str, config_types=None) -> l
 
 def run_experiment_id(client: MlflowClient, run_id: str) -> str:
     return client.get_run(run_id).info.experiment_id
+
+
+def experiment_name_of(client: MlflowClient, experiment_id: str) -> str:
+    return client.get_experiment(experiment_id).name
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:

@@ -74,6 +74,21 @@ class Punks:
             valid = f"give either path (a sheet) or folder (of <id>.png), not both (path={self.path})"
             raise InvalidOption("folder", self.folder, valid)
 
+    @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """(m, n) of the matrix A of the loaded set: 24 x 24 x 3 values per punk, one punk per column."""
+        return (TILE * TILE * 3, self.n_images)
+
+    def locate(self) -> Path:
+        """Find the data before a run exists: the folder, else the verified sheet (:func:`locate_sheet`, which
+        downloads it if need be); raises as :func:`locate_sheet` does."""
+        if self.folder is not None:
+            folder = Path(self.folder).expanduser()
+            if not folder.is_dir():
+                raise FileNotFoundError(f"data.folder={folder}: no such folder (expected a folder of <id>.png)")
+            return folder
+        return locate_sheet(self.path, url=self.url)
+
     def load(self) -> ImageSet:
         """Read the selected punks (the sheet is located, downloaded if need be, and verified)."""
         ids = select_indices(N_PUNKS, self.n_images, self.subset, self.subset_seed)
