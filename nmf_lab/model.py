@@ -12,6 +12,7 @@ With :mod:`nmf_lab.tracking`, the only module that imports mlflow: model logging
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,7 @@ def log_denoiser(
     # The logged model is created here, in the run's experiment, so that MLflow's model logging needs no
     # active run (nmf-lab never uses MLflow's fluent run state).
     logged = client.create_logged_model(experiment_id, name=name, source_run_id=run.run_id)
-    with tempfile.TemporaryDirectory() as tmp, _tracking_uri(client.tracking_uri):
+    with tempfile.TemporaryDirectory() as tmp, _tracking_uri(client.tracking_uri), _quiet("mlflow.pyfunc"):
         data = Path(tmp) / DATA_FILE
         np.savez(data, **denoiser.arrays())
         Model.log(
@@ -110,3 +111,15 @@ def _tracking_uri(uri: str):
         mlflow.set_tracking_uri(previous)
         if previous_env is not None:
             os.environ[MLFLOW_TRACKING_URI.name] = previous_env
+
+
+@contextmanager
+def _quiet(logger_name: str):
+    """Hide a logger's INFO lines for the block (MLflow's "Validating input example against model signature")."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -149,8 +149,7 @@ def artifact_files(client: MlflowClient, run_id: str, folder: str | None = None)
 
 def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str:
     """A text artifact of a run, e.g. ``tables/final_errors.md``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return Path(client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
+    return read_artifact(client, run_id, path).decode("utf-8")
 
 
 class RunLog:
@@ -299,6 +298,35 @@ def finished_run_with_tag(client: MlflowClient, experiment_id: str, key: str, va
         max_results=1,
     )
     return runs[0] if runs else None
+
+
+def latest_finished_run(client: MlflowClient, experiment_name: str) -> StoredRun | None:
+    """The latest FINISHED top-level run of the experiment ``experiment_name`` (a single job or a sweep's parent,
+    never a sweep's job), by start time; None when there is none (or no such experiment)."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status = '{FINISHED}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=500,
+            page_token=token,
+        )
+        for run in page:
+            if MLFLOW_PARENT_RUN_ID not in run.data.tags:
+                return StoredRun.of(client, run)
+        token = page.token
+        if not token:
+            return None
+
+
+def read_artifact(client: MlflowClient, run_id: str, path: str) -> bytes:
+    """The bytes of a run's artifact file ``path``, e.g. ``figures/2c_basis_images.png``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
 
 
 @dataclass
