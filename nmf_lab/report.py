@@ -264,7 +264,7 @@ STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
 section.missing { color: #555; } section.missing h2 { color: #777; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+img { max-width: 100%; height: auto; } figure { margin: 1em 0; } figure img { border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #666; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; } th { background: #f4f4f4; }

@@ -87,6 +87,7 @@ def test_the_report_in_a_browser(run_job, run_cli, tracking_uri, experiment_name
                 assert spec.command in section.locator("pre").inner_text()
         sizes = page.evaluate("Array.from(document.images).map(image => [image.complete, image.naturalWidth])")
         assert len(sizes) >= 8 and all(complete and width > 0 for complete, width in sizes), sizes
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1200  # wide figures shrink to the page
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         chromium.close()
