@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
+import markdown
+
 from nmf_lab.config import CONF_DIR
 from nmf_lab.describe import UiLinks, ui_links
 from nmf_lab.tracking import (
@@ -178,7 +180,7 @@ _UI_IMAGE = re.compile(r"!\[([^\]]*)\]\(get-artifact\?path=([^&)\s]+)&run_uuid=(
 """An image in a description, served by the MLflow UI: ``![alt](get-artifact?path=...&run_uuid=...)``."""
 
 
-def _description(client, section: Section, markdown: str, base: str) -> str:
+def _description(client, section: Section, text: str, base: str) -> str:
     """A run's description for the report: its links into the UI (``](#/...)``) made absolute, and its images
     from the UI's server (``get-artifact?...``) made files of the report; an image that cannot be read becomes
     a link to it in the UI."""
@@ -193,7 +195,7 @@ def _description(client, section: Section, markdown: str, base: str) -> str:
                 return f"[{alt or path}]({base}/get-artifact?path={match.group(2)}&run_uuid={run_id})"
         return f"![{alt}]({file})"
 
-    return _UI_IMAGE.sub(image, markdown).replace("](#/", f"]({base}/#/")
+    return _UI_IMAGE.sub(image, text).replace("](#/", f"]({base}/#/")
 
 
 def _local_time(milliseconds: int | None = None) -> str:
@@ -269,13 +271,11 @@ figcaption { font-size: 0.85em; color: #666; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; } th { background: #f4f4f4; }
 code, pre { background: #f6f6f6; border-radius: 3px; padding: 0.1em 0.3em; }
-pre { padding: 0.6em; overflow-x: auto; } .run { color: #444; } nav ul { columns: 2; }
+pre { padding: 0.6em; overflow-x: auto; } .run { color: #444; }
 """
 
 
 def _html_from_markdown(text: str) -> str:
-    import markdown
-
     return markdown.markdown(text, extensions=["tables", "fenced_code"])
 
 
@@ -283,11 +283,11 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _embedded(markdown: str, images: dict[str, bytes]) -> str:
-    """Markdown whose images point at report files, pointing at ``data:`` URIs instead."""
+def _embedded(text: str, images: dict[str, bytes]) -> str:
+    """Markdown ``text`` whose images point at report files, pointing at ``data:`` URIs instead."""
     for file, png in images.items():
-        markdown = markdown.replace(f"]({file})", f"]({_data_uri(png)})")
-    return markdown
+        text = text.replace(f"]({file})", f"]({_data_uri(png)})")
+    return text
 
 
 def section_html(section: Section) -> str:
