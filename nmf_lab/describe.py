@@ -185,13 +185,24 @@ def metrics_table(metrics: Mapping[str, float], keys: Sequence[str]) -> str:
     return markdown_table(["metric", "value"], rows) if rows else ""
 
 
-def figures_section(run_id: str, figures: Sequence[str]) -> str:
-    """The figures a run logged (artifact paths), each named and shown: the UI's server gives a run's artifact
-    at ``get-artifact?path=...&run_uuid=...``, relative to the UI's address."""
+EMBED_WIDTH = 720
+"""Figures at most this many pixels wide are shown in a description; a wider one would widen the UI's
+description beyond the window (MLflow strips an image's size attributes), so it is linked only."""
+
+
+def figures_section(run, figures: Mapping[str, int | None]) -> str:
+    """The figures a run logged ({artifact path: width in pixels, None if unknown}), each linked to its view in
+    the Artifacts tab, and shown when at most :data:`EMBED_WIDTH` wide (the UI's server gives a run's artifact
+    at ``get-artifact?path=...&run_uuid=...``, relative to the UI's address)."""
     if not figures:
         return ""
-    shown = [f"`{path}`\n\n![{path}](get-artifact?path={quote(path, safe='')}&run_uuid={run_id})" for path in figures]
-    return "\n\n".join(["**Figures** (also in the Artifacts tab)", *shown])
+    parts = ["**Figures**"]
+    for path, width in figures.items():
+        route = f"#/experiments/{run.experiment_id}/runs/{run.run_id}/artifacts/{path}?{MODEL_TRAINING_VIEW}"
+        parts.append(f"[`{path}`]({route})")
+        if width is not None and width <= EMBED_WIDTH:
+            parts.append(f"![{path}](get-artifact?path={quote(path, safe='')}&run_uuid={run.run_id})")
+    return "\n\n".join(parts)
 
 
 def within_limit(
@@ -214,26 +225,26 @@ def run_note(
     task: str,
     study: str,
     metrics: Sequence[str],
-    figures: Sequence[str] = (),
+    figures: Mapping[str, int | None] | None = None,
     tables: Mapping[str, str] | None = None,
     command: str | None = None,
     parent: tuple[str, str] | None = None,
     error: str | None = None,
 ) -> str:
     """A run's description: its study's task, how it was made (``command``, or the ``parent`` sweep as
-    (name, run id)), its status, its headline ``metrics``, its figures and ``tables`` ({artifact path:
-    Markdown}), and for a failed run the error."""
+    (name, run id)), its status, its headline ``metrics``, its ``figures`` (:func:`figures_section`) and
+    ``tables`` ({artifact path: Markdown}), and for a failed run the error."""
     if command:
-        made = f"`{command}`"
+        made = f"made by `{command}`"
     elif parent:
-        made = f"`{run.name}`, a job of the sweep [{parent[0]}]({run_route(run.experiment_id, parent[1])}),"
+        made = f"a job of the sweep [{parent[0]}]({run_route(run.experiment_id, parent[1])}): `{run.name}`"
     else:
         made = f"`{run.name}`"
-    parts = [task, f"**Run** {made} of the study `{study}`: **{run.status}**."]
+    parts = [task, f"**Run {run.status}** (study `{study}`), {made}"]
     if error:
         parts.append(f"**Error:** `{error}` (traceback: `error/traceback.txt` in the Artifacts tab).")
     parts.append(metrics_table(run.metrics, metrics))
-    return within_limit(parts, tables, last=figures_section(run.run_id, figures))
+    return within_limit(parts, tables, last=figures_section(run, figures or {}))
 
 
 def sweep_note(
@@ -246,7 +257,7 @@ def sweep_note(
     varied: Sequence[str],
     metrics: Sequence[str],
     tables: Mapping[str, str] | None = None,
-    figures: Sequence[str] = (),
+    figures: Mapping[str, int | None] | None = None,
 ) -> str:
     """A sweep parent's description: the study's task, the sweep, the table of its children (each linked to
     its run while the description stays within :data:`NOTE_LIMIT`; the first rows only if even unlinked
@@ -254,10 +265,10 @@ def sweep_note(
     n_failed = sum(child.status != "FINISHED" for child in children)
     opening = [
         task,
-        f"**Sweep** `{sweep}` of the study `{study}`: {len(children)} jobs, {n_failed} failed; "
-        f"varied: {', '.join(f'`{key}`' for key in varied) or 'nothing'}. **{parent.status}**.",
+        f"**Sweep {parent.status}** (study `{study}`): {len(children)} jobs, {n_failed} failed; varied: "
+        f"{', '.join(f'`{key}`' for key in varied) or 'nothing'}; made by `nmf-lab -m {sweep}`",
     ]
-    closing = figures_section(parent.run_id, figures)
+    closing = figures_section(parent, figures or {})
     budget = NOTE_LIMIT - len("\n\n".join([*opening, closing])) - 200
     header, rows = children_rows(children, varied, metrics)
     links = [f"[{child.run_id[:8]}]({run_route(child.experiment_id, child.run_id)})" for child in children]
@@ -277,15 +288,16 @@ def sweep_note(
 
 def sweep_started_note(*, task: str, study: str, sweep: str, n_jobs: int) -> str:
     """A sweep parent's description while its jobs run (the summary replaces it)."""
-    return f"{task}\n\n**Sweep** `{sweep}` of the study `{study}`: {n_jobs} jobs, running.\n"
+    return f"{task}\n\n**Sweep RUNNING** (study `{study}`): {n_jobs} jobs; made by `nmf-lab -m {sweep}`\n"
 
 
 def experiment_note(*, task: str, study: str) -> str:
-    """An experiment's description: whose runs it holds, and how to see them in MLflow 3's UI."""
+    """An experiment's description: first how to see its runs in MLflow 3's UI (the UI shows the first line of
+    a folded description), then whose runs it holds."""
     return (
-        f"nmf-lab runs of the study `{study}`. {task}\n\n"
+        "**nmf-lab runs: pick the Model training view** (the toggle at the top left, or add "
+        f"`?{MODEL_TRAINING_VIEW}` to the address) to list them.\n\n"
+        f"Runs of the study `{study}`. {task}\n\n"
         "Each job of `nmf-lab` is one run; a sweep (`nmf-lab -m ...`) is one parent run with its jobs nested "
-        "under it, and the parent's description holds the table of its jobs.\n\n"
-        "The runs are listed in the **Model training** view: pick it with the toggle at the top of the page, "
-        f"or add `?{MODEL_TRAINING_VIEW}` to the address.\n"
+        "under it, and the parent's description holds the table of its jobs.\n"
     )

@@ -32,6 +32,7 @@ from nmf_lab.tracking import (
     experiment_name_of,
     finished_run_with_tag,
     get_experiment_id,
+    image_width,
     open_client,
     provenance_tags,
     read_text_artifact,
@@ -154,7 +155,7 @@ def describe_run(
             task=describe.study_task(study),
             study=study.__name__,
             metrics=metrics,
-            figures=artifact_files(client, run_id, "figures"),
+            figures=logged_figures(client, run_id),
             tables=markdown_tables(client, run_id),
             command=command,
             parent=parent,
@@ -169,6 +170,11 @@ def describe_run(
             report(describe.job_block(run, experiment=experiment, metrics=metrics, links=links, error=message))
     except Exception:
         log.exception("the description of run %s could not be written", run_id)
+
+
+def logged_figures(client, run_id: str) -> dict[str, int | None]:
+    """The figures a run logged under ``figures/``: {artifact path: width in pixels}."""
+    return {path: image_width(client, run_id, path) for path in artifact_files(client, run_id, "figures")}
 
 
 def markdown_tables(client, run_id: str) -> dict[str, str]:

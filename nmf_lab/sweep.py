@@ -22,6 +22,7 @@ from nmf_lab.job import (
     USER_ERRORS,
     check_rank,
     locate_data,
+    logged_figures,
     markdown_tables,
     stop,
     study_experiment_note,
@@ -35,7 +36,6 @@ from nmf_lab.tracking import (
     RUNNING,
     TAG_PREFIX,
     StoredRun,
-    artifact_files,
     child_runs,
     describe_experiment,
     end_run,
@@ -156,7 +156,7 @@ def describe_sweep(client, parent_run_id: str, varied: list[str]) -> str:
         varied=varied,
         metrics=metrics,
         tables=markdown_tables(client, parent_run_id),
-        figures=artifact_files(client, parent_run_id, "figures"),
+        figures=logged_figures(client, parent_run_id),
     )
     set_description(client, parent_run_id, note)
     header, rows = describe.children_rows(children, varied, metrics)

@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # summaries read many small artifacts
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the CLI prints its own links
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 DEFAULT_STORE = Path("mlruns") / "mlflow.db"
@@ -145,6 +146,18 @@ def artifact_files(client: MlflowClient, run_id: str, folder: str | None = None)
     for info in client.list_artifacts(run_id, folder):
         paths.extend(artifact_files(client, run_id, info.path) if info.is_dir else [info.path])
     return sorted(paths)
+
+
+def image_width(client: MlflowClient, run_id: str, path: str) -> int | None:
+    """The width in pixels of a run's image artifact ``path`` (None if it is not an image Pillow reads)."""
+    from PIL import Image, UnidentifiedImageError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with Image.open(client.download_artifacts(run_id, path, tmp)) as image:
+                return image.width
+        except (OSError, UnidentifiedImageError):
+            return None
 
 
 def read_text_artifact(client: MlflowClient, run_id: str, path: str) -> str:

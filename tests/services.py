@@ -106,3 +106,45 @@ def mlflow_server(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's chromium (``apt-get install chromium``): Playwright's own browser download is not needed."""
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+SHOTS = Path(os.environ.get("NMF_LAB_SHOTS", "/tmp/shots"))
+"""Where browser tests copy their screenshots for a person to look at."""
+
+
+@contextmanager
+def chromium():
+    """Debian's chromium driven by Playwright for Python (a ``Browser``); skips (fails in CI) when either is
+    absent. Pages render a few seconds after they load: wait for selectors, not for the load event."""
+    if not Path(CHROMIUM).is_file():
+        unavailable(f"chromium is not installed at {CHROMIUM}: apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed: pip install playwright")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def screenshot(page, folder: Path, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot ``name``.png of ``page`` (the whole page, or the window for an app that scrolls inside
+    it) in ``folder`` (a test's tmp dir) and copy it to :data:`SHOTS`."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / path.name).write_bytes(path.read_bytes())
+    return path

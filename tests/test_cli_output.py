@@ -19,7 +19,7 @@ from nmf_lab import describe
 from nmf_lab.config import CONF_DIR, ConfigError, job_config, register_configs, validate
 from nmf_lab.data.punks import CACHE_ENV, PATH_ENV
 from nmf_lab.job import DataUnavailable, check_data
-from nmf_lab.tracking import EXPERIMENT_KIND_TAG, FINISHED, MODEL_TRAINING_KIND
+from nmf_lab.tracking import EXPERIMENT_KIND_TAG, FINISHED, MODEL_TRAINING_KIND, image_width
 
 from helpers import runs_of
 from services import free_port
@@ -127,15 +127,19 @@ def test_a_run_description_has_the_task_numbers_tables_figures_and_error():
         task="The task.",
         study="experiments.images",
         metrics=("final_error",),
-        figures=["figures/2c basis.png"],
+        figures={"figures/2c basis.png": 375, "figures/wide.png": describe.EMBED_WIDTH + 1},
         tables={"tables/t.md": "| a |\n|---|\n| 1 |\n"},
         command="nmf-lab rank=8",
         error="ValueError: bad",
     )
-    assert note.startswith("The task.\n\n**Run** `nmf-lab rank=8` of the study `experiments.images`: **FAILED**.")
+    assert note.startswith("The task.\n\n**Run FAILED** (study `experiments.images`), made by `nmf-lab rank=8`")
     assert "**Error:** `ValueError: bad`" in note and "| final_error | 2 |" in note
     assert "**tables/t.md**\n\n| a |\n|---|\n| 1 |" in note
     assert "![figures/2c basis.png](get-artifact?path=figures%2F2c%20basis.png&run_uuid=r1)" in note
+    assert (
+        "[`figures/wide.png`](#/experiments/7/runs/r1/artifacts/figures/wide.png?workflowType=machine_learning)" in note
+    )
+    assert "![figures/wide.png]" not in note  # too wide for the description: linked only
     assert note.index("tables/t.md") < note.index("Figures")
 
 
@@ -146,7 +150,7 @@ def test_a_sweep_description_links_its_jobs_and_stays_within_mlflow_limit():
     parent = Run("p" * 32, name="sweep: rank=0,1")
     common = dict(task="The task.", study="s", sweep="rank=0,1", varied=["rank"], metrics=("final_error",))
     few = describe.sweep_note(parent, children=children(2), **common)
-    assert "2 jobs, 0 failed; varied: `rank`" in few
+    assert "**Sweep FINISHED** (study `s`): 2 jobs, 0 failed; varied: `rank`; made by `nmf-lab -m rank=0,1`" in few
     assert f"| [{0:08x}](#/experiments/7/runs/{0:032x}?workflowType=machine_learning) | 0 | FINISHED | 1 |" in few
     many = describe.sweep_note(parent, children=children(400), **common)
     assert len(many) <= describe.NOTE_LIMIT
@@ -208,7 +212,10 @@ def test_a_job_describes_its_run_and_its_experiment(run_job, client, experiment_
     assert note.startswith(describe.study_task(experiments.movies))
     assert f"`nmf-lab experiment=movies solver.max_iter=20 tracking.experiment={experiment_name}`" in note
     assert f"| final_error | {final_error} |" in note
-    assert f"get-artifact?path=figures%2Ffactors.png&run_uuid={run.info.run_id}" in note
+    route = f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}/artifacts/figures/factors.png"
+    assert f"[`figures/factors.png`]({route}?workflowType=machine_learning)" in note
+    shown = image_width(client, run.info.run_id, "figures/factors.png") <= describe.EMBED_WIDTH
+    assert (f"get-artifact?path=figures%2Ffactors.png&run_uuid={run.info.run_id}" in note) == shown
     tags = client.get_experiment_by_name(experiment_name).tags
     assert tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
     assert "`experiments.movies`" in tags[MLFLOW_RUN_NOTE] and "Model training" in tags[MLFLOW_RUN_NOTE]
@@ -245,7 +252,7 @@ def test_a_sweep_prints_each_job_then_its_parent_and_a_table(run_cli, tmp_path, 
         assert status == FINISHED and final_error == describe.number(by_seed[seed]["final_error"])
         assert relative_error == describe.number(by_seed[seed]["relative_error"])
     note = parent.data.tags[MLFLOW_RUN_NOTE]
-    assert "2 jobs, 0 failed; varied: `seed`" in note
+    assert "2 jobs, 0 failed; varied: `seed`" in note and note.count("**Sweep FINISHED**") == 1
     assert all(describe.run_route(c.info.experiment_id, c.info.run_id) in note for c in children)
 
 
