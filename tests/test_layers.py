@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nmf_lab"
-NUMERICS = ["nmf.py", "solvers.py", "linalg.py", "noise.py", "metrics.py", "errors.py", "transform.py", "denoiser.py"]
+NUMERICS = [
+    "nmf.py",
+    "solvers.py",
+    "linalg.py",
+    "noise.py",
+    "metrics.py",
+    "errors.py",
+    "transform.py",
+    "denoiser.py",
+    "rank_selection.py",
+]
 TRACKING = {"tracking.py", "model.py"}
 
 

@@ -1,0 +1,235 @@
+"""Choosing the number of components d from the data alone: cross-validation over held-out entries.
+
+Each of K folds hides a random part of the entries that may be held out (``candidates``, e.g. the colour
+channels of the opaque pixels), fits NMF on the rest with a mask (:func:`nmf_lab.fit_nmf` with ``mask=``,
+which never reads the hidden entries) for every d of a grid, and measures how well ``W H`` predicts the
+hidden entries::
+
+    e_k(d) = sqrt( mean_{(i, j) held out in fold k} (A_ij - clip(W H)_ij)^2 )        (RMSE)
+
+The folds are disjoint (fold k holds out its own ``holdout`` fraction of the candidates). A fit that has
+seen fewer entries predicts the hidden ones with an error that first falls with d (the signal is described)
+and then rises (the extra components fit the noise of the entries they saw). The mean over folds ``m(d)`` and
+its standard error ``s(d) = std_k e_k(d) / sqrt(K)`` choose d by one of :data:`RULES`:
+
+- ``"min"``: the d with the lowest mean held-out error;
+- ``"one_se"``: the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman, *The
+  Elements of Statistical Learning*, 7.10): the smallest d whose mean is at most ``m(d*) + s(d*)``, d* the
+  minimiser: the simplest model that the folds cannot tell apart from the best.
+
+Predictions are clipped to ``value_range`` (the range the data are known to lie in, [0, 1] for images)
+before the error is measured. A masked fit leaves a coefficient nearly undetermined when its component's
+support in a column is almost all held out; the fit on the observed entries is still exact, but the
+prediction there can be huge (measured on 500 noisy punks, d = 128, masked HALS: 0.05 % of the held-out
+predictions above 1.5 and an unclipped RMSE of 1.6 to 5.5, against 0.104 clipped). Clipping is what any
+reconstruction of such data does anyway (it is the post-processing the noise model allows).
+
+The chosen d is the d for the *prediction* of unseen entries from fewer entries; the error of denoising
+all of them is usually lowest at a somewhat larger d, so "min" is the better rule for denoising and
+"one_se" the more parsimonious one.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmf_lab.nmf import NMFResult, fit_nmf
+
+__all__ = ["RULES", "RankSelection", "cross_validate_rank", "heldout_error", "heldout_folds", "select_rank"]
+
+RULES = ("min", "one_se")
+"""The rules that choose d from the mean held-out errors (see the module's docstring)."""
+
+
+@dataclass(frozen=True)
+class RankSelection:
+    """What :func:`cross_validate_rank` measured and chose.
+
+    Attributes:
+        ranks: int64 (g,), the grid of d, increasing.
+        fold_errors: float64 (K, g), the held-out RMSE of fold k at ``ranks[g]``.
+        mean: float64 (g,), the mean over the folds.
+        standard_error: float64 (g,), the standard error of the mean, ``std(ddof=1) / sqrt(K)``.
+        rule: the rule that chose ``rank`` (one of :data:`RULES`).
+        rank: the chosen d.
+        best_rank: the d with the lowest mean held-out error (``rank`` under the rule ``"min"``).
+        holdout: the fraction of the candidate entries each fold held out.
+        heldout_entries: how many entries each fold held out.
+    """
+
+    ranks: np.ndarray
+    fold_errors: np.ndarray
+    mean: np.ndarray
+    standard_error: np.ndarray
+    rule: str
+    rank: int
+    best_rank: int
+    holdout: float
+    heldout_entries: int
+
+    @property
+    def folds(self) -> int:
+        """K, the number of folds."""
+        return self.fold_errors.shape[0]
+
+    def chosen_by(self, rule: str) -> int:
+        """The d another rule would have chosen from the same errors."""
+        return select_rank(self.ranks, self.mean, self.standard_error, rule)
+
+
+def cross_validate_rank(
+    A,
+    ranks: Sequence[int],
+    *,
+    folds: int = 3,
+    holdout: float = 0.1,
+    candidates: np.ndarray | None = None,
+    rule: str = "min",
+    fold_seed: int = 0,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+    on_fit: Callable[[int, int, NMFResult, float], None] | None = None,
+    **fit_options,
+) -> RankSelection:
+    """Choose d from ``A`` (m x n, e.g. the noisy images) alone by K-fold cross-validation over its entries.
+
+    Args:
+        A: the non-negative m x n matrix (validated by :func:`nmf_lab.fit_nmf`).
+        ranks: the grid of d, distinct integers >= 1 (any order; the result is sorted).
+        folds: K >= 2, the number of folds.
+        holdout: the fraction of the candidate entries each fold hides, in (0, 1] with ``folds * holdout
+            <= 1`` (the folds are disjoint; ``holdout = 1 / folds`` is classical K-fold).
+        candidates: bool m x n, True where an entry may be held out (None: every entry). Entries outside it
+            are always observed, e.g. the colours of pixels known to be transparent: their value is known
+            and not scored.
+        rule: how d is chosen from the mean errors, one of :data:`RULES`.
+        fold_seed: the seed of the folds, ``np.random.default_rng(fold_seed).permutation`` of the
+            candidates (the NMF's own seed is ``seed`` in ``fit_options``).
+        value_range: (low, high), predictions are clipped to it before the error is measured; None: not
+            clipped.
+        on_fit: optional ``on_fit(fold, d, result, error)`` after each masked fit (progress, logging).
+        **fit_options: passed to every :func:`nmf_lab.fit_nmf`: ``solver`` (it must support masks),
+            ``max_iter``, ``seed``, ``init``, ``dtype``, ``tol``, ``time_limit``, the solver's options.
+
+    Every fit of fold k has the mask "observed = not held out in fold k": it never reads the held-out
+    entries (changing them changes no fit). Returns a :class:`RankSelection`.
+
+    Raises:
+        ValueError: naming the bad argument and what is valid, before any fit; also when a fold would hide
+            every entry of a row or column of ``A`` (the fit needs one observed entry in each).
+    """
+    A = np.asarray(A)
+    if A.ndim != 2:
+        raise ValueError(f"A must be a 2-D matrix (m x n), got shape {A.shape}")
+    grid = _check_ranks(ranks)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if value_range is not None:
+        low, high = value_range
+        if not (_is_real(low) and _is_real(high) and low < high):
+            raise ValueError(f"value_range must be None or (low, high) with low < high, got {value_range!r}")
+    heldout = heldout_folds(A.shape, folds, holdout, candidates=candidates, seed=fold_seed)
+    errors = np.empty((folds, grid.size), dtype=np.float64)
+    for k, hidden in enumerate(heldout):
+        observed = ~hidden
+        A_seen = np.where(observed, A, 0)  # the fit never reads the hidden entries; zeros make that plain
+        for g, d in enumerate(grid):
+            result = fit_nmf(A_seen, int(d), mask=observed, **fit_options)
+            errors[k, g] = heldout_error(A, result.W @ result.H, hidden, value_range)
+            if on_fit is not None:
+                on_fit(k, int(d), result, float(errors[k, g]))
+    mean = errors.mean(axis=0)
+    standard_error = errors.std(axis=0, ddof=1) / math.sqrt(folds)
+    return RankSelection(
+        ranks=grid,
+        fold_errors=errors,
+        mean=mean,
+        standard_error=standard_error,
+        rule=rule,
+        rank=select_rank(grid, mean, standard_error, rule),
+        best_rank=select_rank(grid, mean, standard_error, "min"),
+        holdout=float(holdout),
+        heldout_entries=int(heldout[0].sum()),
+    )
+
+
+def heldout_folds(
+    shape: tuple[int, int], folds: int, holdout: float, *, candidates: np.ndarray | None = None, seed: int = 0
+) -> np.ndarray:
+    """The K disjoint held-out sets, bool (K, m, n): fold k hides ``round(holdout * c)`` of the c candidate
+    entries, the k-th slice of ``np.random.default_rng(seed).permutation`` of their flat indices.
+
+    Raises ValueError for invalid arguments, or when a fold hides every entry of a row or a column.
+    """
+    m, n = shape
+    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2 (the standard error needs two), got {folds!r}")
+    if not _is_real(holdout) or not 0 < holdout <= 1 or folds * holdout > 1 + 1e-12:
+        raise ValueError(
+            f"holdout must be a fraction in (0, 1] with folds * holdout <= 1 (disjoint folds), got holdout="
+            f"{holdout!r} with folds={folds}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"the fold seed must be an integer >= 0, got {seed!r}")
+    if candidates is None:
+        candidates = np.ones((m, n), dtype=bool)
+    elif not isinstance(candidates, np.ndarray) or candidates.dtype != np.bool_ or candidates.shape != (m, n):
+        what = f"shape {candidates.shape}, dtype {candidates.dtype}" if isinstance(candidates, np.ndarray) else ""
+        raise ValueError(f"candidates must be None or a bool array of A's shape {(m, n)}, got {what or candidates!r}")
+    pool = np.flatnonzero(candidates)
+    size = round(holdout * pool.size)
+    if size < 1:
+        raise ValueError(f"holdout={holdout!r} of {pool.size} candidate entries holds out none; raise holdout")
+    order = np.random.default_rng(seed).permutation(pool)
+    heldout = np.zeros((folds, m * n), dtype=bool)
+    for k in range(folds):
+        heldout[k, order[k * size : (k + 1) * size]] = True
+    heldout = heldout.reshape(folds, m, n)
+    for k, hidden in enumerate(heldout):
+        empty_rows, empty_cols = np.flatnonzero(hidden.all(axis=1)), np.flatnonzero(hidden.all(axis=0))
+        if empty_rows.size or empty_cols.size:
+            raise ValueError(
+                f"fold {k} holds out every entry of rows {empty_rows[:5].tolist()} / columns "
+                f"{empty_cols[:5].tolist()}: a masked fit needs an observed entry in each; lower holdout={holdout!r}"
+            )
+    return heldout
+
+
+def heldout_error(A: np.ndarray, X: np.ndarray, heldout: np.ndarray, value_range=(0.0, 1.0)) -> float:
+    """The RMSE of the prediction ``X`` (clipped to ``value_range``; None: as it is) on the ``heldout``
+    entries of ``A``: ``sqrt(mean((A - clip(X))^2))`` over them."""
+    predicted = X[heldout]
+    if value_range is not None:
+        predicted = np.clip(predicted, *value_range)
+    residual = np.asarray(A, dtype=np.float64)[heldout] - predicted
+    return float(np.sqrt(np.mean(residual * residual)))
+
+
+def select_rank(ranks, mean, standard_error, rule: str = "min") -> int:
+    """The d a rule (:data:`RULES`) chooses from the mean held-out errors over a grid of d and their
+    standard errors (three arrays of length g, ``ranks`` increasing)."""
+    ranks, mean, standard_error = np.asarray(ranks), np.asarray(mean), np.asarray(standard_error)
+    best = int(np.argmin(mean))
+    if rule == "min":
+        return int(ranks[best])
+    if rule == "one_se":
+        within = np.flatnonzero(mean <= mean[best] + standard_error[best])
+        return int(ranks[within[0]])
+    raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+
+
+def _check_ranks(ranks) -> np.ndarray:
+    values = list(ranks) if not isinstance(ranks, (str, bytes)) and hasattr(ranks, "__iter__") else None
+    ok = values is not None and len(values) > 0
+    ok = ok and all(not isinstance(d, bool) and isinstance(d, numbers.Integral) and d >= 1 for d in values)
+    if not ok or len(set(int(d) for d in values)) != len(values):
+        raise ValueError(f"ranks must be a non-empty list of distinct integers >= 1 (the grid of d), got {ranks!r}")
+    return np.array(sorted(int(d) for d in values), dtype=np.int64)
+
+
+def _is_real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
