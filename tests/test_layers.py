@@ -23,6 +23,7 @@ NUMERICS = [
     "transform.py",
     "denoiser.py",
     "rank_selection.py",
+    "holes.py",
 ]
 TRACKING = {"tracking.py", "model.py"}
 
