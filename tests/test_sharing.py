@@ -110,24 +110,26 @@ def test_submitit_local_sweep_has_the_same_parent_child_structure(run_cli, clien
     assert parent.data.metrics["n_children"] == 2 and parent.data.metrics["n_failed"] == 0
 
 
-def test_a_failing_job_is_recorded_and_listed_while_the_others_run(
-    run_cli, client, experiment_name, tmp_path, punks_sheet
-):
-    missing = tmp_path / "missing.png"
+FLAKY_STUDY = '''"""A study whose job with seed 1 fails while it runs (missing data is found before any run)."""
+from experiments.shared import fit_and_log, load_matrix
+
+
+def run(settings, run):
+    if settings.seed == 1:
+        raise FileNotFoundError("the data of seed 1 went missing")
+    fit_and_log(load_matrix(settings.data), settings, run)
+'''
+
+
+def test_a_failing_job_is_recorded_and_listed_while_the_others_run(run_cli, client, experiment_name, tmp_path):
+    (tmp_path / "flaky_study.py").write_text(FLAKY_STUDY)  # run_cli runs in tmp_path, where nmf-lab finds it
     result = run_cli(
-        "-m",
-        "experiment=punks",
-        "data.n_images=10",
-        "rank=2",
-        "solver.max_iter=10",
-        f"data.path={missing},{punks_sheet}",
-        f"tracking.experiment={experiment_name}",
-        check=False,
+        "-m", *QUICK, "experiment.study=flaky_study", "seed=0,1", f"tracking.experiment={experiment_name}", check=False
     )
     assert result.returncode != 0 and "1 of 2 jobs failed" in result.stderr
     (parent,), children = runs_of(client, experiment_name)
-    statuses = {c.data.params["data.path"]: c.info.status for c in children}
-    assert statuses == {str(missing): FAILED, str(punks_sheet): FINISHED}
+    statuses = {c.data.params["seed"]: c.info.status for c in children}
+    assert statuses == {"1": FAILED, "0": FINISHED}
     (failed,) = [c for c in children if c.info.status == FAILED]
     assert "FileNotFoundError" in load_text(client, failed.info.run_id, "error/traceback.txt", tmp_path)
     assert parent.info.status == FAILED and parent.data.metrics["n_failed"] == 1

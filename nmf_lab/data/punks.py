@@ -53,7 +53,7 @@ class Punks:
     :func:`nmf_lab.data.images.select_indices`), ``subset_seed``, ``path`` (a local punks.png, else
     ``$NMF_LAB_PUNKS``, else the verified download from ``url``), ``folder`` (a folder of ``<id>.png``
     files, the Kaggle layout, instead of the sheet). The options are checked on construction; files are
-    only looked at by :meth:`load` (a missing ``path`` fails the run, it does not stop a sweep).
+    looked at by :meth:`locate` (before a job's or a sweep's first run) and :meth:`load`.
     """
 
     n_images: int = 500
