@@ -20,20 +20,23 @@ def fit(A: np.ndarray, settings, mask: np.ndarray | None = None) -> NMFResult:
     a terminal. ``mask``: the observed entries of A (m x n booleans), or None for all."""
     solver = settings.solver
     with fit_progress(solver.max_iter, f"{solver.name}, d = {settings.rank}") as callback:
-        return fit_nmf(
-            A,
-            settings.rank,
-            solver=solver.name,
-            max_iter=solver.max_iter,
-            seed=settings.seed,
-            init=settings.init,
-            mask=mask,
-            dtype=solver.dtype,
-            tol=solver.tol,
-            time_limit=solver.time_limit,
-            callback=callback,
-            **solver.options,
-        )
+        return fit_nmf(A, settings.rank, mask=mask, callback=callback, **fit_options(settings))
+
+
+def fit_options(settings) -> dict:
+    """The keywords of :func:`nmf_lab.fit_nmf` a job's config sets, all but the rank, mask and callback:
+    ``solver``, ``max_iter``, ``seed``, ``init``, ``dtype``, ``tol``, ``time_limit`` and the solver's options."""
+    solver = settings.solver
+    return {
+        "solver": solver.name,
+        "max_iter": solver.max_iter,
+        "seed": settings.seed,
+        "init": settings.init,
+        "dtype": solver.dtype,
+        "tol": solver.tol,
+        "time_limit": solver.time_limit,
+        **solver.options,
+    }
 
 
 def fit_and_log(A: np.ndarray, settings, run, mask: np.ndarray | None = None) -> NMFResult:

@@ -24,7 +24,7 @@ from nmf_lab.job import USER_ERRORS, check_data, run_job, stop
 from nmf_lab.progress import PROGRESS_ENV
 from nmf_lab.summary import summarize_sweep
 from nmf_lab.sweep import describe_sweep
-from nmf_lab.tracking import TrackingUnavailable, open_client, raise_interrupted_on_sigterm
+from nmf_lab.tracking import TrackingUnavailable, open_client, raise_interrupted_on_sigterm, run_exists
 
 if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
     sys.path.append(os.getcwd())
@@ -88,6 +88,8 @@ def summary_main(argv: Sequence[str] | None = None) -> None:
         client = open_client(args.tracking_uri)
     except TrackingUnavailable as error:
         stop(error)
+    if not run_exists(client, args.parent_run_id):
+        raise SystemExit(f"nmf-lab-summary: no run {args.parent_run_id} in the store {client.tracking_uri}")
     summary = summarize_sweep(client, args.parent_run_id)
     print(
         f"summary of {summary.n_children} children ({summary.n_failed} failed) written to run "

@@ -410,6 +410,16 @@ def run_experiment_id(client: MlflowClient, run_id: str) -> str:
     return client.get_run(run_id).info.experiment_id
 
 
+def run_exists(client: MlflowClient, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def experiment_name_of(client: MlflowClient, experiment_id: str) -> str:
     return client.get_experiment(experiment_id).name
 

@@ -200,6 +200,13 @@ def test_an_svd_start_with_a_rank_above_min_m_n_is_a_config_error(settings_of, p
     check_data(settings_of("data.n_images=64", "init=random", "rank=65"))  # a random start takes any rank
 
 
+def test_the_summary_of_a_run_that_is_not_there_is_one_line(tracking_uri):
+    from nmf_lab.cli import summary_main
+
+    with pytest.raises(SystemExit, match=f"nmf-lab-summary: no run {'0' * 32} in the store {tracking_uri}"):
+        summary_main(["0" * 32, "--tracking-uri", tracking_uri])
+
+
 # -- through the store: descriptions of runs and experiments ------------------------------------------------
 
 
