@@ -77,8 +77,9 @@ class TrackingUnavailable(RuntimeError):
 def open_client(configured: str | None) -> MlflowClient:
     """An MlflowClient on :func:`resolve_tracking_uri` of ``configured``, checked to answer first.
 
-    A server URI must answer ``GET /health`` within 5 seconds, so that an unreachable or misconfigured
-    server fails the job before anything is fitted or recorded.
+    A server URI must answer ``GET /health`` within 5 seconds and accept the credentials (one authenticated
+    request, see :func:`access_errors`), so that an unreachable or misconfigured server, or missing or wrong
+    credentials, fail the job before anything is fitted or recorded.
     """
     uri = resolve_tracking_uri(configured)
     if uri.startswith(("http://", "https://")):
@@ -96,7 +97,44 @@ def open_client(configured: str | None) -> MlflowClient:
                 f"{uri} does not answer like an MLflow tracking server (GET /health gave HTTP "
                 f"{response.status_code}); {advice}"
             )
+        client = MlflowClient(uri)
+        with access_errors(uri, "search experiments"):
+            client.search_experiments(max_results=1)  # one authenticated request: credentials fail here
+        return client
     return MlflowClient(uri)
+
+
+CREDENTIALS_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@contextmanager
+def access_errors(uri: str, action: str | Callable[[], str]) -> Iterator[None]:
+    """Turn a server's refusal (HTTP 401: no or wrong credentials; 403: no permission to do ``action``, or a
+    function that says what it was) into :class:`TrackingUnavailable`, one line naming ``uri``, the user and what
+    to do."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as error:
+        user = os.environ.get(CREDENTIALS_ENV[0])
+        if error.error_code == "UNAUTHENTICATED":
+            given = (
+                f"the password of user {user!r} is wrong or the user does not exist"
+                if user
+                else f"no credentials were given ({CREDENTIALS_ENV[0]} is not set)"
+            )
+            raise TrackingUnavailable(
+                f"the MLflow tracking server {uri} refused the credentials: {given}; set "
+                f"{' and '.join(CREDENTIALS_ENV)} to your account on that server"
+            ) from error
+        if error.error_code == "PERMISSION_DENIED":
+            what = action() if callable(action) else action
+            raise TrackingUnavailable(
+                f"the MLflow tracking server {uri} does not let user {user!r} {what} (permission denied); ask "
+                f"an admin or the experiment's owner for EDIT permission, or use tracking.experiment=<a new name>"
+            ) from error
+        raise
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -117,7 +155,8 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     location = None
     if db is not None:
         location = (db.parent / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    with access_errors(client.tracking_uri, f"create the experiment {name!r}"):
+        return client.create_experiment(name, artifact_location=location)
 
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -285,7 +324,12 @@ def tracked_run(
         all_tags[MLFLOW_RUN_NAME] = run_name
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+
+    def action() -> str:
+        return f"create runs in experiment {client.get_experiment(experiment_id).name!r}"
+
+    with access_errors(client.tracking_uri, action):
+        run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
     run_log = RunLog(client, run.info.run_id)
     try:
         yield run_log
