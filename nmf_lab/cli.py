@@ -21,10 +21,11 @@ from omegaconf import DictConfig
 
 from nmf_lab.config import CONF_DIR, experiment_name, register_configs, validate
 from nmf_lab.job import USER_ERRORS, check_data, run_job, stop
+from nmf_lab.processes import run_in_child
 from nmf_lab.progress import PROGRESS_ENV
 from nmf_lab.summary import summarize_sweep
 from nmf_lab.sweep import describe_sweep
-from nmf_lab.tracking import TrackingUnavailable, open_client, raise_interrupted_on_sigterm, run_exists
+from nmf_lab.tracking import FAILED, TrackingUnavailable, open_client, raise_interrupted_on_sigterm, run_exists
 
 if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
     sys.path.append(os.getcwd())
@@ -44,7 +45,8 @@ def main(cfg: DictConfig) -> str:
         settings = validate(cfg)
         if not in_sweep:  # a sweep's callback checked every job's data before its parent run
             check_data(settings)
-        return run_job(
+        job = functools.partial(
+            run_job,
             cfg,
             settings,
             experiment_name=experiment_name(settings, hydra_config),
@@ -53,6 +55,10 @@ def main(cfg: DictConfig) -> str:
             blas_threads=settings.blas_threads or blas_threads_per_worker(hydra_config.launcher),
             report=functools.partial(print, flush=True),
         )
+        # In joblib's pool a job runs in a child of its worker: a job killed outright leaves the pool and the
+        # other jobs alive (nmf_lab.processes), and the sweep's summary ends its run FAILED.
+        pooled = "joblib" in str(hydra_config.launcher.get("_target_", "")).lower()
+        return run_in_child(job, died=FAILED) if pooled else job()
     except USER_ERRORS as error:
         stop(error)
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmf_lab import describe
 from nmf_lab.config import HARNESS_KEYS, Config, ConfigError, load_study, run_params
 from nmf_lab.inits import INITS
+from nmf_lab.processes import process_tags
 from nmf_lab.tracking import (
     FAILED,
     FINISHED,
@@ -94,6 +95,7 @@ def run_job(
         CONFIG_DIGEST_TAG: digest,
         **study_tags(settings.experiment.study),
         **provenance_tags(PROJECT_DIR),
+        **process_tags(),  # which process runs the job: a sweep's summary ends the run if it dies
     }
     if earlier is not None:
         tags[REUSED_TAG] = earlier.info.run_id

@@ -1,8 +1,10 @@
 """The summary of a sweep, written to its parent run from what the store holds about the children.
 
-Always ``summary/children.csv`` (each child's varied params, status and final metrics) and the metrics
-``n_children`` and ``n_failed``; then whatever the study's own ``summarize(children, parent)`` adds. It can be
-written again alone: ``nmf-lab-summary <parent run id>``.
+First, a child still RUNNING whose process is gone (killed by SIGKILL, the out-of-memory killer or the cluster)
+is ended FAILED with a note saying so (:func:`end_orphans`). Then always ``summary/children.csv`` (each child's
+varied params, status and final metrics) and the metrics ``n_children`` and ``n_failed``; then whatever the
+study's own ``summarize(children, parent)`` adds. It can be written again alone: ``nmf-lab-summary <parent run
+id>``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 
 from nmf_lab.config import ConfigError, load_study, typed_config
 from nmf_lab.job import STUDY_TAG
-from nmf_lab.tracking import FINISHED, RunLog, StoredRun, child_runs
+from nmf_lab.processes import process_gone
+from nmf_lab.tracking import FAILED, FINISHED, RUNNING, RunLog, StoredRun, child_runs, end_orphan
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class SweepSummary:
 def summarize_sweep(client, parent_run_id: str) -> SweepSummary:
     """Write the summary of the sweep whose parent run is ``parent_run_id`` (``client``: an MlflowClient)."""
     children = child_runs(client, parent_run_id, config_types=typed_config)
+    end_orphans(client, children)
     varied = varied_params(children)
     parent = RunLog(client, parent_run_id)
     parent.log_text(children_csv(children, varied), "summary/children.csv")
@@ -45,6 +49,29 @@ def summarize_sweep(client, parent_run_id: str) -> SweepSummary:
     if study is not None and hasattr(study, "summarize") and finished:
         study.summarize(finished, parent)
     return SweepSummary(n_children=len(children), n_failed=n_failed, varied=varied)
+
+
+def end_orphans(client, children: Sequence[StoredRun]) -> list[StoredRun]:
+    """End FAILED every child that is RUNNING while its process is known to be gone (:func:`process_gone`), with
+    a note that says so; return those. A RUNNING child whose process lives, or cannot be checked from here (on
+    another host without SLURM's squeue), is left as it is and logged."""
+    orphans = []
+    for child in children:
+        if child.status != RUNNING:
+            continue
+        gone = process_gone(child.tags)
+        if gone is None:
+            log.warning("run %s is RUNNING and its process is alive or cannot be checked from here", child.run_id)
+            continue
+        note = (
+            f"The job's process died before it could end this run: {gone}. It was killed by a signal it cannot "
+            f"catch (SIGKILL, the out-of-memory killer, the cluster); nmf-lab ended the run as FAILED."
+        )
+        end_orphan(client, child.run_id, note)
+        child.status = FAILED
+        orphans.append(child)
+        log.error("run %s: %s", child.run_id, note)
+    return orphans
 
 
 def varied_params(children: Sequence[StoredRun]) -> list[str]:

@@ -28,7 +28,7 @@ from nmf_lab.job import (
     study_experiment_note,
     study_tags,
 )
-from nmf_lab.summary import summarize_sweep
+from nmf_lab.summary import end_orphans, summarize_sweep
 from nmf_lab.tracking import (
     FAILED,
     FINISHED,
@@ -128,10 +128,12 @@ class SweepCallback(Callback):
             )
 
     def _kill_if_unfinished(self) -> None:
-        """At exit after an interruption: the parent of an unfinished sweep ends as KILLED."""
+        """At exit after an interruption: the parent of an unfinished sweep ends as KILLED, and its children whose
+        process died end FAILED (:func:`nmf_lab.summary.end_orphans`)."""
         if self.client is None or self.parent_run_id is None:
             return
         if run_status(self.client, self.parent_run_id) == RUNNING:
+            end_orphans(self.client, child_runs(self.client, self.parent_run_id))
             end_run(self.client, self.parent_run_id, KILLED)
 
 

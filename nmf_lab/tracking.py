@@ -477,6 +477,18 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
     client.set_terminated(run_id, status)
 
 
+PROCESS_DIED_TAG = TAG_PREFIX + "process_died"
+
+
+def end_orphan(client: MlflowClient, run_id: str, note: str) -> None:
+    """End a RUNNING run whose process died without ending it: FAILED, with ``note`` (why) as the tag
+    ``nmf_lab.process_died`` and added to the run's description."""
+    description = client.get_run(run_id).data.tags.get(MLFLOW_RUN_NOTE)
+    client.set_tag(run_id, PROCESS_DIED_TAG, note)
+    client.set_tag(run_id, MLFLOW_RUN_NOTE, f"{description}\n\n**{note}**" if description else f"**{note}**")
+    client.set_terminated(run_id, FAILED)
+
+
 def provenance_tags(project_dir: Path) -> dict[str, str]:
     """What it takes to reproduce a run: the git commit (and whether the tree was dirty), the versions of
     nmf-lab, NumPy and MLflow, and the BLAS with its thread count (threadpoolctl)."""

@@ -1,0 +1,150 @@
+"""No orphaned runs: a job killed outright (SIGKILL) cannot end its own run, so its sweep does. Under joblib the
+killed job takes down nothing else (it runs in a child of its pool's worker), its siblings finish and the sweep
+is summarized; ``nmf-lab-summary`` ends such runs too."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
+
+from nmf_lab.processes import HOST_TAG, PID_START_TAG, PID_TAG, SLURM_JOB_TAG, process_gone, process_tags
+from nmf_lab.tracking import FAILED, FINISHED, PROCESS_DIED_TAG, RUNNING, tracked_run
+
+from helpers import load_text, runs_of
+
+KILLER_STUDY = '''
+"""A study whose job with seed 1 kills its own process with SIGKILL once its run exists; the others answer."""
+import os
+import signal
+
+
+def run(settings, run):
+    if settings.seed == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    run.log_metrics({"answer": float(settings.data.load().sum()) * (settings.seed + 1)})
+
+
+def summarize(children, parent):
+    parent.log_metrics({"n_summarized": len(children)})
+'''
+
+KILLER_EXPERIMENT = """
+# @package _global_
+defaults:
+  - override /data: toy
+experiment:
+  study: killer_study
+"""
+
+
+@pytest.fixture
+def killer_folder(tmp_path) -> Path:
+    """A user's folder with the killer study and its experiment config (``experiment=killer``)."""
+    (tmp_path / "killer_study.py").write_text(KILLER_STUDY)
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "killer.yaml").write_text(KILLER_EXPERIMENT)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_a_job_killed_under_joblib_ends_failed_and_its_siblings_finish(
+    killer_folder, tracking_uri, client, experiment_name, tmp_path
+):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nmf_lab",
+            "-m",
+            "experiment=killer",
+            f"hydra.searchpath=[file://{killer_folder / 'conf'}]",
+            "seed=0,1,2,3,4",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.experiment={experiment_name}",
+        ],
+        cwd=killer_folder,  # the study is imported from the current folder
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "1 of 5 jobs failed" in result.stderr, output
+    assert "TerminatedWorkerError" not in output and "died (signal SIGKILL)" in output
+
+    (parent,), children = runs_of(client, experiment_name)
+    status = {child.data.params["seed"]: child.info.status for child in children}
+    assert status == {"0": FINISHED, "1": FAILED, "2": FINISHED, "3": FINISHED, "4": FINISHED}
+    (killed,) = [child for child in children if child.info.status == FAILED]
+    pid, host = killed.data.tags[PID_TAG], killed.data.tags[HOST_TAG]
+    note = killed.data.tags[PROCESS_DIED_TAG]
+    assert f"The job's process died before it could end this run: process {pid} on {host} has exited" in note
+    assert note in killed.data.tags[MLFLOW_RUN_NOTE]  # the run's description says so too
+    # Each job ran in a process of its own, none of them the sweep's.
+    assert len({child.data.tags[PID_TAG] for child in children}) == 5
+    assert all(child.data.metrics["answer"] > 0 for child in children if child.info.status == FINISHED)
+
+    assert parent.info.status == FAILED
+    assert parent.data.metrics["n_children"] == 5 and parent.data.metrics["n_failed"] == 1
+    assert parent.data.metrics["n_summarized"] == 4  # the study's summary of the finished jobs
+    rows = list(csv.DictReader(io.StringIO(load_text(client, parent.info.run_id, "summary/children.csv", tmp_path))))
+    assert sorted(row["status"] for row in rows) == [FAILED] + [FINISHED] * 4
+    assert not client.search_runs([parent.info.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_process_gone_tells_a_dead_process_from_a_live_one():
+    here = process_tags()
+    assert here[PID_TAG] == str(os.getpid()) and here[HOST_TAG] == socket.gethostname()
+    assert process_gone(here) is None  # this process
+    pid = dead_pid()
+    assert process_gone({**here, PID_TAG: str(pid)}) == f"process {pid} on {here[HOST_TAG]} has exited"
+    if PID_START_TAG in here:  # Linux: a pid now used by another process than the one recorded
+        assert "another process" in process_gone({**here, PID_START_TAG: "1"})
+    assert process_gone({**here, HOST_TAG: "another-host"}) is None  # cannot be told from here
+    assert SLURM_JOB_TAG not in here or "SLURM_JOB_ID" in os.environ
+
+
+def test_the_summary_ends_orphans_and_leaves_live_runs(client, experiment_name, tmp_path, capsys):
+    """A sweep whose parent is open, one child FINISHED, one RUNNING whose process has exited, one RUNNING in
+    this (live) process: ``nmf-lab-summary`` ends the orphan FAILED with the note, and only it."""
+    from nmf_lab.cli import summary_main
+
+    experiment_id = client.create_experiment(experiment_name)
+    study = {"nmf_lab.study": "a_study_that_is_gone"}  # no study summary: the harness's alone
+    with tracked_run(client, experiment_id, run_name="sweep", tags=study, end=False) as parent:
+        pass
+    alive = process_tags()
+    children = {}
+    for name, tags, end in (
+        ("finished", alive, True),
+        ("orphan", {**alive, PID_TAG: str(dead_pid())}, False),
+        ("alive", alive, False),
+    ):
+        with tracked_run(client, experiment_id, run_name=name, parent_run_id=parent.run_id, tags=tags, end=end) as run:
+            run.log_params({"name": name})
+        children[name] = run.run_id
+    summary_main([parent.run_id, "--tracking-uri", client.tracking_uri])
+    status = {name: client.get_run(run_id).info.status for name, run_id in children.items()}
+    assert status == {"finished": FINISHED, "orphan": FAILED, "alive": RUNNING}
+    orphan = client.get_run(children["orphan"])
+    assert "has exited" in orphan.data.tags[PROCESS_DIED_TAG]
+    assert client.get_run(parent.run_id).data.metrics["n_failed"] == 2  # the orphan and the RUNNING child
+    assert "summary of 3 children (2 failed)" in capsys.readouterr().out
+    client.set_terminated(children["alive"], FINISHED)
+    client.set_terminated(parent.run_id, FINISHED)
