@@ -25,7 +25,14 @@ from nmf_lab.processes import run_in_child
 from nmf_lab.progress import PROGRESS_ENV
 from nmf_lab.summary import summarize_sweep
 from nmf_lab.sweep import describe_sweep
-from nmf_lab.tracking import FAILED, TrackingUnavailable, open_client, raise_interrupted_on_sigterm, run_exists
+from nmf_lab.tracking import (
+    FAILED,
+    TrackingUnavailable,
+    import_store,
+    open_client,
+    raise_interrupted_on_sigterm,
+    run_exists,
+)
 
 if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
     sys.path.append(os.getcwd())
@@ -57,8 +64,10 @@ def main(cfg: DictConfig) -> str:
         )
         # In joblib's pool a job runs in a child of its worker: a job killed outright leaves the pool and the
         # other jobs alive (nmf_lab.processes), and the sweep's summary ends its run FAILED.
-        pooled = "joblib" in str(hydra_config.launcher.get("_target_", "")).lower()
-        return run_in_child(job, died=FAILED) if pooled else job()
+        if "joblib" not in str(hydra_config.launcher.get("_target_", "")).lower():
+            return job()
+        import_store(settings.tracking.uri)  # once per worker, not once per job
+        return run_in_child(job, died=FAILED)
     except USER_ERRORS as error:
         stop(error)
 
