@@ -75,8 +75,9 @@ def main(cfg: DictConfig) -> str:
 def blas_threads_per_worker(launcher: DictConfig) -> int | None:
     """BLAS threads for one job so that workers x threads does not exceed the cores.
 
-    Joblib runs ``n_jobs`` workers on this machine (negative: cores + 1 + n_jobs); submitit gives each job
-    ``cpus_per_task`` cores. The basic launcher runs one job at a time: no limit.
+    Joblib runs ``n_jobs`` workers on this machine (negative: cores + 1 + n_jobs); submitit's launchers (and
+    ``hydra/launcher=slurm``, built on them) give each job ``cpus_per_task`` cores. The basic launcher runs one
+    job at a time: no limit.
     """
     target = str(launcher.get("_target_", ""))
     cores = os.cpu_count() or 1
@@ -84,7 +85,7 @@ def blas_threads_per_worker(launcher: DictConfig) -> int | None:
         n_jobs = int(launcher.get("n_jobs") or -1)
         workers = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
         return max(1, cores // max(1, workers))
-    if "submitit" in target.lower():
+    if "cpus_per_task" in launcher:
         return int(launcher.get("cpus_per_task") or 1)
     return None
 
