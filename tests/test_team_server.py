@@ -5,6 +5,7 @@ two processes; missing, wrong and read-only credentials fail before any run exis
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import os
 import re
@@ -22,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from nmf_lab.tracking import FINISHED, TrackingUnavailable
 
 from helpers import artifact_paths, load_text, runs_of
-from services import mlflow_server, postgres, service_dir
+from services import mlflow_server, postgres, service_dir, unavailable
 
 pytestmark = pytest.mark.slow
 QUICK = ["experiment=movies", "solver.max_iter=30"]
@@ -70,6 +71,9 @@ def team_server():
     """PostgreSQL with the databases ``mlflow`` (runs) and ``mlflow_auth`` (users, permissions); an `mlflow server
     --app-name basic-auth` over them, configured as the README says; a team member ``alice`` and a user
     ``reader`` created through the auth REST API by the admin. Everyone may READ what they did not create."""
+    missing = [name for name in ("psycopg2", "flask_wtf") if importlib.util.find_spec(name) is None]
+    if missing:
+        unavailable(f"{', '.join(missing)} missing: pip install 'mlflow[auth]' psycopg2-binary (the test extra)")
     with postgres(["mlflow", "mlflow_auth"]) as database, service_dir() as root:
         ini = root / "basic_auth.ini"
         ini.write_text(AUTH_INI.format(database_uri=database.uri("mlflow_auth"), admin=ADMIN[0]))
