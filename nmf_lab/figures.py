@@ -308,3 +308,119 @@ def error_against_time(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     return figure
+
+
+# -- choosing d, inpainting (appended) -----------------------------------------------------------------
+
+
+def cross_validation_curves(
+    ranks: Sequence[int],
+    fold_errors: np.ndarray,
+    standard_error: np.ndarray,
+    chosen: int,
+    clean: tuple[Sequence[float], str] | None = None,
+    *,
+    title: str,
+    rule: str = "",
+) -> Figure:
+    """Choosing d by cross-validation: the held-out error against d, each fold a thin line, the mean with
+    +- one standard error and the chosen d marked; beside it, optionally, a measure of the clean error of the
+    fits on all entries against d (``clean = (values, label)``, e.g. ``||A - X||_F``), its minimum circled and
+    the chosen d marked there too. ``fold_errors`` is K x g over the g ``ranks``."""
+    ranks = list(ranks)
+    fold_errors = np.asarray(fold_errors, dtype=np.float64)
+    mean = fold_errors.mean(axis=0)
+    figure = Figure(figsize=(12.4 if clean else 6.8, 4.6), layout="constrained")
+    axes = figure.subplots(1, 2 if clean else 1, squeeze=False)[0]
+    ax = axes[0]
+    for k, errors in enumerate(fold_errors):
+        ax.plot(ranks, errors, color="0.65", linewidth=0.9, marker=".", label="each fold" if k == 0 else None)
+    ax.errorbar(ranks, mean, yerr=standard_error, marker="o", capsize=4, color="C0", label="mean +- 1 standard error")
+    at = ranks.index(chosen)
+    ax.plot(chosen, mean[at], "o", markersize=15, markerfacecolor="none", color="C3")
+    ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen d = {chosen}" + (f" ({rule})" if rule else ""))
+    ax.set(title="held-out entries (from the noisy data alone)", xlabel="number of components d")
+    ax.set_ylabel("held-out RMSE")
+    panels = [ax]
+    if clean:
+        values, label = clean
+        ax = axes[1]
+        ax.plot(ranks, values, marker="s", color="C2", label="fits on all entries")
+        best = int(np.argmin(values))
+        ax.plot(ranks[best], values[best], "o", markersize=15, markerfacecolor="none", color="C2")
+        ax.annotate(
+            f"lowest: d = {ranks[best]}",
+            (ranks[best], values[best]),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="center",
+            color="C2",
+            fontsize="small",
+        )
+        ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen by cross-validation: d = {chosen}")
+        ax.set(title="against the clean images (for evaluation only)", xlabel="number of components d", ylabel=label)
+        panels.append(ax)
+    for ax in panels:
+        ax.set_xticks(ranks)
+        ax.tick_params(axis="x", labelrotation=45 if len(ranks) > 8 else 0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+HOLE_COLOUR = (1.0, 0.0, 1.0)
+"""The colour (magenta) that draws removed pixels, which no image here uses much."""
+
+
+def inpainting_grids(
+    original: np.ndarray,
+    fills: Sequence[tuple[str, np.ndarray]],
+    removed: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    title: str,
+) -> Figure:
+    """Inpainting side by side: the originals (h, w, c, n), the same with the ``removed`` pixels (h, w, n)
+    drawn in :data:`HOLE_COLOUR`, and each fill (caption, images (h, w, c, n)); all with the originals'
+    opacity ``alpha`` (h, w, n) or none."""
+    rgb = over_background(original, alpha)
+    holes = rgb.copy()
+    removed = np.asarray(removed, dtype=bool)
+    holes.transpose(0, 1, 3, 2)[removed] = HOLE_COLOUR
+    columns = grid_columns(rgb.shape[-1])
+    pictures = [("original", mosaic(rgb, columns)), ("with holes (magenta)", mosaic(holes, columns))]
+    pictures += [(name, mosaic(over_background(images, alpha), columns)) for name, images in fills]
+    return _pixel_figure(pictures, title, max(rgb.shape[:2]))
+
+
+def psnr_against_rank(
+    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    baselines: Mapping[str, float] | None = None,
+    *,
+    title: str,
+    ylabel: str = "PSNR (dB)",
+    baseline_label: str = "baseline",
+) -> Figure:
+    """A quality (higher is better, e.g. PSNR) against d: one marked line per entry of ``series`` (label ->
+    (ranks, values)), and for a label also in ``baselines`` a dashed horizontal line of the same colour at its
+    baseline value."""
+    figure = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = figure.add_subplot()
+    all_ranks: set[int] = set()
+    for (label, (ranks, values)), marker in zip(series.items(), "osD^v<>p*"):
+        (line,) = ax.plot(ranks, values, marker=marker, label=label)
+        all_ranks.update(ranks)
+        if baselines and label in baselines:
+            ax.axhline(
+                baselines[label],
+                color=line.get_color(),
+                linestyle="--",
+                linewidth=1.0,
+                label=f"{baseline_label}, {label}",
+            )
+    ax.set(title=title, xlabel="number of components d", ylabel=ylabel)
+    ax.set_xticks(sorted(all_ranks))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return figure

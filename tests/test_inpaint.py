@@ -76,3 +76,88 @@ def test_the_mean_fill_puts_each_rows_observed_mean_into_its_holes():
 def test_bad_hole_arguments_are_named(args, message):
     with pytest.raises(ValueError, match=message):
         pixel_holes(*args)
+
+
+# --- the inpaint study ---------------------------------------------------------------------------------------
+
+
+def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experiment_name, tmp_path, punks_sheet):
+    from mlflow.entities import RunStatus
+
+    from nmf_lab.data.punks import Punks
+    from nmf_lab.metrics import psnr
+
+    from helpers import artifact_paths, factors, load_array, runs_of
+
+    status = run_job(
+        "experiment=inpaint",
+        "data.n_images=40",
+        f"data.path={punks_sheet}",
+        "rank=8",
+        "solver.max_iter=30",
+        "inpaint.fraction=0.3",
+        "inpaint.holes=block",
+        "inpaint.seed=4",
+        f"tracking.experiment={experiment_name}",
+    )
+    (run,), _ = runs_of(client, experiment_name)
+    assert status == RunStatus.to_string(RunStatus.FINISHED)
+    m, run_id = run.data.metrics, run.info.run_id
+    punks = Punks(n_images=40, path=str(punks_sheet)).load()
+    A = punks.matrix()
+    removed = pixel_holes((24, 24), 40, 0.3, "block", seed=4)
+    missing = entries_of_pixels(removed, 3)
+    scored = missing & punks.opaque_entries()
+    W, H = factors(client, run_id, tmp_path)
+    # a 13 x 13 block always covers pixels (11..12, 11..12): those 12 rows are seen in no image, and not fitted
+    seen = ~missing.all(axis=1)
+    assert np.flatnonzero(~seen).size == 12 and W.shape == (1728 - 12, 8)
+    np.testing.assert_array_equal(load_array(client, run_id, "arrays/fitted_rows.npy", tmp_path), np.flatnonzero(seen))
+    assert m["never_seen_entries"] == scored[~seen].sum() > 0
+    X = np.zeros_like(A)
+    X[seen] = W.astype(np.float64) @ H.astype(np.float64)
+    filled = np.where(missing, np.clip(X, 0, 1), A)
+    assert m["psnr_missing"] == pytest.approx(psnr(A, filled, scored), rel=1e-6)
+    assert m["psnr_missing_baseline"] == pytest.approx(psnr(A, row_mean_fill(A, ~missing), scored))
+    assert m["psnr_gain"] == pytest.approx(m["psnr_missing"] - m["psnr_missing_baseline"])
+    assert m["removed_fraction"] == pytest.approx(169 / 576)  # a 13 x 13 block in every image
+    assert m["scored_entries"] == scored.sum()
+    # the fit's own error is over the entries left: W H against A where A was observed
+    observed_residual = np.where(missing, 0.0, A - X)
+    assert m["final_error"] == pytest.approx(np.linalg.norm(observed_residual), rel=1e-4)
+    assert "figures/inpainting.png" in artifact_paths(client, run_id)
+
+
+def test_a_fraction_outside_zero_one_stops_before_any_run(run_job, client, experiment_name):
+    from nmf_lab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"invalid config value inpaint.fraction=1.0"):
+        run_job("experiment=inpaint", "data=digits", "inpaint.fraction=1.0", f"tracking.experiment={experiment_name}")
+    assert client.get_experiment_by_name(experiment_name) is None
+
+
+def test_the_inpainting_sweep_draws_psnr_against_d_per_fraction(run_cli, client, experiment_name, tmp_path):
+    from helpers import artifact_paths, load_text, runs_of
+
+    run_cli(
+        "experiment=inpaint_ranks",
+        "data=digits",
+        "data.n_images=60",
+        "inpaint.fraction=0.1,0.5",
+        "rank=2,5",
+        "solver.max_iter=20",
+        f"tracking.experiment={experiment_name}",
+    )
+    (parent,), children = runs_of(client, experiment_name)
+    assert len(children) == 4
+    for p in ("0.1", "0.5"):
+        mine = [c for c in children if c.data.params["inpaint.fraction"] == p]
+        best = max(mine, key=lambda c: c.data.metrics["psnr_missing"])
+        assert parent.data.metrics[f"best_rank.p_{p}"] == int(best.data.params["rank"])
+        assert parent.data.metrics[f"best_psnr_missing.p_{p}"] == pytest.approx(best.data.metrics["psnr_missing"])
+        # the same holes in every job of a fraction: one baseline
+        assert len({c.data.metrics["psnr_missing_baseline"] for c in mine}) == 1
+    assert {"figures/inpainting_against_rank.png", "tables/inpainting.md"} <= set(
+        artifact_paths(client, parent.info.run_id)
+    )
+    assert load_text(client, parent.info.run_id, "tables/inpainting.md", tmp_path).count("| p = ") == 4
