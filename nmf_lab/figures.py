@@ -336,6 +336,10 @@ def cross_validation_curves(
     for k, errors in enumerate(fold_errors):
         ax.plot(ranks, errors, color="0.65", linewidth=0.9, marker=".", label="each fold" if k == 0 else None)
     ax.errorbar(ranks, mean, yerr=standard_error, marker="o", capsize=4, color="C0", label="mean +- 1 standard error")
+    best = int(np.argmin(mean))
+    ax.axhline(
+        mean[best] + standard_error[best], color="C0", linestyle="--", linewidth=0.9, label="lowest mean + 1 s.e."
+    )
     at = ranks.index(chosen)
     ax.plot(chosen, mean[at], "o", markersize=15, markerfacecolor="none", color="C3")
     ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen d = {chosen}" + (f" ({rule})" if rule else ""))

@@ -15,7 +15,9 @@ its standard error ``s(d) = std_k e_k(d) / sqrt(K)`` choose d by one of :data:`R
 - ``"min"``: the d with the lowest mean held-out error;
 - ``"one_se"``: the one-standard-error rule (Breiman et al. 1984; Hastie, Tibshirani & Friedman, *The
   Elements of Statistical Learning*, 7.10): the smallest d whose mean is at most ``m(d*) + s(d*)``, d* the
-  minimiser: the simplest model that the folds cannot tell apart from the best.
+  minimiser: the simplest model that the folds cannot tell apart from the best;
+- ``"one_se_largest"``: the largest d whose mean is at most ``m(d*) + s(d*)``: the richest model the folds
+  cannot tell apart from the best, for denoising (see below).
 
 Predictions are clipped to ``value_range`` (the range the data are known to lie in, [0, 1] for images)
 before the error is measured. A masked fit leaves a coefficient nearly undetermined when its component's
@@ -24,9 +26,15 @@ prediction there can be huge (measured on 500 noisy punks, d = 128, masked HALS:
 predictions above 1.5 and an unclipped RMSE of 1.6 to 5.5, against 0.104 clipped). Clipping is what any
 reconstruction of such data does anyway (it is the post-processing the noise model allows).
 
-The chosen d is the d for the *prediction* of unseen entries from fewer entries; the error of denoising
-all of them is usually lowest at a somewhat larger d, so "min" is the better rule for denoising and
-"one_se" the more parsimonious one.
+What the held-out error measures is *prediction*: the error at entries the fit has not seen. Denoising fits
+every entry, and a fit that has seen an entry moves towards it by its leverage ``h = dX_ij / dA_ij``; a
+component helps denoising more than it helps prediction, and the held-out error favours a smaller d than the
+clean error does. Measured on 500 punks with sigma = 0.1 (masked HALS, 100 iterations), the leverage of the
+held-out entries, estimated from the fold fits and the fit of all entries without the clean images, grows
+from 0.34 at d = 96 to 0.58 at d = 160; the mean held-out error was lowest at d = 96 while the clean error
+was lowest at d = 128 (0.69 dB better), with d = 112 within one standard error of the minimum (0.18 dB
+from the best). Hence ``"one_se_largest"`` for choosing d to denoise, ``"min"`` for predicting unseen entries
+(completion) and ``"one_se"`` for the most parsimonious description.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from nmf_lab.nmf import NMFResult, fit_nmf
 
 __all__ = ["RULES", "RankSelection", "cross_validate_rank", "heldout_error", "heldout_folds", "select_rank"]
 
-RULES = ("min", "one_se")
+RULES = ("min", "one_se", "one_se_largest")
 """The rules that choose d from the mean held-out errors (see the module's docstring)."""
 
 
@@ -216,9 +224,9 @@ def select_rank(ranks, mean, standard_error, rule: str = "min") -> int:
     best = int(np.argmin(mean))
     if rule == "min":
         return int(ranks[best])
-    if rule == "one_se":
+    if rule in ("one_se", "one_se_largest"):
         within = np.flatnonzero(mean <= mean[best] + standard_error[best])
-        return int(ranks[within[0]])
+        return int(ranks[within[0] if rule == "one_se" else within[-1]])
     raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 

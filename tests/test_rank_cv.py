@@ -26,6 +26,7 @@ def test_cross_validation_finds_the_true_rank_of_a_noisy_low_rank_matrix(seed):
     np.testing.assert_array_equal(selection.ranks, [2, 3, 4, 5, 6])
     assert selection.rank == selection.best_rank == 4
     assert selection.chosen_by("one_se") == 4
+    assert selection.chosen_by("one_se_largest") in (4, 5)  # the richest d within one s.e.: never below 4
     # At the true rank the prediction error is the noise (a little more: W and H are estimated from 90 %
     # of the entries; clipping at 0 removes a little): about sigma.
     at_true = selection.mean[selection.ranks == 4][0]
@@ -83,7 +84,10 @@ def test_the_rules_choose_the_minimum_or_the_smallest_d_within_one_standard_erro
     assert select_rank(ranks, mean, np.full(4, 0.02), "min") == 32
     assert select_rank(ranks, mean, np.full(4, 0.02), "one_se") == 16  # 0.21 <= 0.20 + 0.02
     assert select_rank(ranks, mean, np.full(4, 0.005), "one_se") == 32
-    with pytest.raises(ValueError, match="rule must be one of min, one_se"):
+    assert select_rank(ranks, mean, np.full(4, 0.02), "one_se_largest") == 32  # 0.25 > 0.20 + 0.02
+    assert select_rank(ranks, mean, np.full(4, 0.05), "one_se_largest") == 64
+    assert select_rank(ranks, mean, np.full(4, 0.05), "one_se") == 16
+    with pytest.raises(ValueError, match="rule must be one of min, one_se, one_se_largest"):
         select_rank(ranks, mean, np.zeros(4), "median")
 
 
@@ -93,7 +97,7 @@ def test_the_rules_choose_the_minimum_or_the_smallest_d_within_one_standard_erro
         ({"folds": 1}, "folds must be an integer >= 2"),
         ({"folds": 4, "holdout": 0.3}, r"folds \* holdout <= 1"),
         ({"holdout": 0.0}, "holdout must be a fraction"),
-        ({"rule": "best"}, "rule must be one of min, one_se"),
+        ({"rule": "best"}, "rule must be one of min, one_se, one_se_largest"),
         ({"ranks": []}, "ranks must be a non-empty list"),
         ({"ranks": [2, 2]}, "distinct integers"),
         ({"ranks": [0, 3]}, "integers >= 1"),
@@ -112,3 +116,64 @@ def test_a_fold_that_would_hide_a_whole_row_is_refused():
     """A 10 x 1 matrix: every row has one entry, so any held-out entry empties its row."""
     with pytest.raises(ValueError, match=r"fold 0 holds out every entry of rows \[\d"):
         heldout_folds((10, 1), 2, 0.5)
+
+
+# --- the rank_cv study ---------------------------------------------------------------------------------------
+
+
+def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, client, experiment_name, tmp_path):
+    from mlflow.entities import RunStatus
+
+    from nmf_lab.data.digits import Digits
+    from nmf_lab.metrics import psnr
+    from nmf_lab.noise import add_noise
+
+    from helpers import artifact_paths, factors, load_array, runs_of
+
+    status = run_job(
+        "experiment=rank_cv",
+        "data=digits",
+        "data.n_images=120",
+        "rank_cv.ranks=[12,2,5]",
+        "solver.max_iter=30",
+        "noise.seed=3",
+        f"tracking.experiment={experiment_name}",
+    )
+    (run,), _ = runs_of(client, experiment_name)
+    assert status == RunStatus.to_string(RunStatus.FINISHED)
+    m, run_id = run.data.metrics, run.info.run_id
+    A = Digits(n_images=120).load().matrix()
+    A_noisy = add_noise(A, 0.1, seed=3)
+    assert m["cv_rank"] in (2, 5, 12) and m["oracle_rank"] in (2, 5, 12)
+    assert m["psnr_loss"] == pytest.approx(m["psnr_oracle"] - m["psnr_cv"]) and m["psnr_loss"] >= 0
+    W, H = factors(client, run_id, tmp_path)  # the fit of all entries at the chosen d
+    assert W.shape == (64, m["cv_rank"])
+    assert m["psnr_cv"] == pytest.approx(psnr(A, W.astype(np.float64) @ H.astype(np.float64)), rel=1e-6)
+    assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy))
+    fold_errors = load_array(client, run_id, "arrays/fold_errors.npy", tmp_path)
+    assert fold_errors.shape == (3, 3)  # 3 folds x the grid 2, 5, 12
+    heldout = client.get_metric_history(run_id, "heldout_error")
+    np.testing.assert_allclose([p.value for p in sorted(heldout, key=lambda p: p.step)], fold_errors.mean(axis=0))
+    assert sorted(p.step for p in heldout) == [2, 5, 12]
+    psnr_by_rank = {p.step: p.value for p in client.get_metric_history(run_id, "psnr_by_rank")}
+    assert max(psnr_by_rank.values()) == pytest.approx(m["psnr_oracle"])
+    assert psnr_by_rank[m["oracle_rank"]] == pytest.approx(m["psnr_oracle"])
+    assert {"figures/rank_cv.png", "figures/original_noisy_denoised.png", "tables/rank_cv.md"} <= set(
+        artifact_paths(client, run_id)
+    )
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("rank_cv.folds=1", "rank_cv.folds"),
+        ("rank_cv.holdout=0.5", "rank_cv.holdout"),
+        ("rank_cv.rule=mean", "rank_cv.rule"),
+    ],
+)
+def test_a_bad_cross_validation_setting_stops_before_any_run(run_job, client, experiment_name, override, key):
+    from nmf_lab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
+        run_job("experiment=rank_cv", "data=digits", override, f"tracking.experiment={experiment_name}")
+    assert client.get_experiment_by_name(experiment_name) is None
