@@ -408,7 +408,7 @@ def psnr_against_rank(
 ) -> Figure:
     """A quality (higher is better, e.g. PSNR) against d: one marked line per entry of ``series`` (label ->
     (ranks, values)), and for a label also in ``baselines`` a dashed horizontal line of the same colour at its
-    baseline value."""
+    baseline value (its legend entry gives the value: baselines that coincide are drawn on top of each other)."""
     figure = Figure(figsize=(7.2, 4.6), layout="constrained")
     ax = figure.add_subplot()
     all_ranks: set[int] = set()
@@ -421,7 +421,7 @@ def psnr_against_rank(
                 color=line.get_color(),
                 linestyle="--",
                 linewidth=1.0,
-                label=f"{baseline_label}, {label}",
+                label=f"{baseline_label}, {label}: {baselines[label]:.2f}",
             )
     ax.set(title=title, xlabel="number of components d", ylabel=ylabel)
     ax.set_xticks(sorted(all_ranks))
