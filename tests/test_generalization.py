@@ -26,6 +26,7 @@ def test_projecting_the_training_images_reproduces_the_training_error():
     assert projected.final_error >= result.final_error * (1 - 1e-3)
 
 
+@pytest.mark.slow  # a whole job with its figures: about 3 s
 def test_generalization_projects_unseen_punks_onto_the_training_basis(
     run_job, client, experiment_name, tmp_path, punks_sheet
 ):

@@ -81,6 +81,7 @@ def test_bad_hole_arguments_are_named(args, message):
 # --- the inpaint study ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole job with its figures: about 3 s
 def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experiment_name, tmp_path, punks_sheet):
     from mlflow.entities import RunStatus
 

@@ -121,6 +121,7 @@ def test_a_fold_that_would_hide_a_whole_row_is_refused():
 # --- the rank_cv study ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole job with its figures: about 3 s
 def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, client, experiment_name, tmp_path):
     from mlflow.entities import RunStatus
 
