@@ -9,6 +9,7 @@ orphans with :func:`process_gone` and ends them FAILED (:mod:`nmf_lab.summary`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -35,9 +36,9 @@ def process_tags() -> dict[str, str]:
     reused pid apart) and, inside a SLURM job, the job id (``<array job>_<task>`` for a task of an array job, as
     ``squeue -j`` and ``scancel`` take it: the bare id of the array's first task names the whole array)."""
     tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-    start = _start_time(os.getpid())
-    if start is not None:
-        tags[PID_START_TAG] = start
+    stat = _stat(os.getpid())
+    if stat is not None:
+        tags[PID_START_TAG] = stat[1]
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
     if job:
@@ -64,19 +65,24 @@ def process_gone(tags: Mapping[str, str]) -> str | None:
         return f"{where} has exited"
     except PermissionError:  # alive, another user's
         pass
+    stat = _stat(int(pid))
+    if stat is not None and stat[0] in "ZX":  # killed, not yet reaped by its parent
+        return f"{where} has exited"
     start = tags.get(PID_START_TAG)
-    if start is not None and _start_time(int(pid)) not in (None, start):
+    if start is not None and stat is not None and stat[1] != start:
         return f"{where} has exited (the pid now belongs to another process)"
     return None
 
 
-def _start_time(pid: int) -> str | None:
-    """When the process ``pid`` started, in clock ticks after boot (field 22 of /proc/<pid>/stat), or None."""
+def _stat(pid: int) -> tuple[str, str] | None:
+    """The state of the process ``pid`` (R, S, ..., Z for a zombie) and when it started, in clock ticks after
+    boot (fields 3 and 22 of /proc/<pid>/stat; Linux), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # the fields after the command name, which may hold spaces
+    fields = stat.rsplit(")", 1)[1].split()  # the fields after the command name, which may hold spaces
+    return fields[0], fields[19]
 
 
 def slurm_state(job: str) -> str | None:
@@ -99,55 +105,56 @@ def run_in_child(job: Callable[[], str], died: str) -> str:
     that dies breaks its whole pool (loky then kills every other worker and the sweep stops), while a job in a
     child leaves the worker alive, and the pool goes on with the other jobs.
 
-    The caller must not have opened database or HTTP connections before: the child would share them.
-    Interrupted itself (Ctrl-C, SIGTERM), the caller passes SIGTERM on to the child, waits for it to end its run
-    (KILLED) and re-raises."""
-    read_end, write_end = os.pipe()
+    The child is a ``multiprocessing`` fork, which exits as multiprocessing's children do (releasing what it
+    made, e.g. tqdm's lock). The caller must not have opened database or HTTP connections before: the child
+    would share them. Interrupted itself (Ctrl-C, SIGTERM), the caller passes SIGTERM on to the child, waits for
+    it to end its run (KILLED) and re-raises."""
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_run_and_send, args=(job, writer), name="nmf-lab-job")
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: run the job, send back its status or its exception, never return
-        os.close(read_end)
-        code = 0
-        try:
-            outcome = ("status", job())
-        except BaseException as error:  # everything goes back to the parent
-            outcome, code = ("error", error), 1
-        try:
-            payload = pickle.dumps(outcome)
-            pickle.loads(payload)
-        except Exception:  # an exception that does not pickle: its text does
-            error = outcome[1]
-            payload = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}")))
-        with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(payload)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        os._exit(code)
-    os.close(write_end)
+    child.start()
+    writer.close()
     try:
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
-        _, wait_status = os.waitpid(pid, 0)
+        try:
+            outcome = reader.recv()
+        except EOFError:  # the child died before it sent anything
+            outcome = None
+        child.join()
     except BaseException:
-        _terminate(pid)
+        _terminate(child)
         raise
-    if not payload:
-        code = os.waitstatus_to_exitcode(wait_status)
+    finally:
+        reader.close()
+    if outcome is None:
+        code = child.exitcode or 0
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        log.error("the job's process %d died (%s) before it could end its run", pid, how)
+        log.error("the job's process %d died (%s) before it could end its run", child.pid, how)
         return died
-    kind, value = pickle.loads(payload)
+    kind, value = outcome
     if kind == "error":
         raise value
     return value
 
 
-def _terminate(pid: int) -> None:
-    """Ask the child ``pid`` to stop (SIGTERM: it ends its run KILLED) and wait for it."""
+def _run_and_send(job: Callable[[], str], writer) -> None:
+    """In the child: run ``job`` and send back ("status", its status) or ("error", the exception it raised)."""
     try:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+        outcome = ("status", job())
+    except BaseException as error:  # everything goes back to the parent
+        outcome = ("error", error)
+    try:
+        pickle.loads(pickle.dumps(outcome))
+    except Exception:  # an exception that does not pickle: its text does
+        error = outcome[1]
+        outcome = ("error", RuntimeError(f"{type(error).__name__}: {error}"))
+    writer.send(outcome)
+    writer.close()
+
+
+def _terminate(child) -> None:
+    """Ask the ``child`` process to stop (SIGTERM: it ends its run KILLED) and wait for it."""
+    if child.is_alive():
+        child.terminate()
+    child.join()

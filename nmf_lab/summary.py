@@ -51,10 +51,11 @@ def summarize_sweep(client, parent_run_id: str) -> SweepSummary:
     return SweepSummary(n_children=len(children), n_failed=n_failed, varied=varied)
 
 
-def end_orphans(client, children: Sequence[StoredRun]) -> list[StoredRun]:
-    """End FAILED every child that is RUNNING while its process is known to be gone (:func:`process_gone`), with
-    a note that says so; return those. A RUNNING child whose process lives, or cannot be checked from here (on
-    another host without SLURM's squeue), is left as it is and logged."""
+def end_orphans(client, children: Sequence[StoredRun], status: str = FAILED) -> list[StoredRun]:
+    """End with ``status`` (FAILED; KILLED when the sweep itself was interrupted) every child that is RUNNING
+    while its process is known to be gone (:func:`process_gone`), with a note that says so; return those. A
+    RUNNING child whose process lives, or cannot be checked from here (on another host without SLURM's squeue),
+    is left as it is and logged."""
     orphans = []
     for child in children:
         if child.status != RUNNING:
@@ -65,10 +66,11 @@ def end_orphans(client, children: Sequence[StoredRun]) -> list[StoredRun]:
             continue
         note = (
             f"The job's process died before it could end this run: {gone}. It was killed by a signal it cannot "
-            f"catch (SIGKILL, the out-of-memory killer, the cluster); nmf-lab ended the run as FAILED."
+            f"catch (SIGKILL, the out-of-memory killer, the cluster, an interrupted sweep stopping its workers); "
+            f"nmf-lab ended the run as {status}."
         )
-        end_orphan(client, child.run_id, note)
-        child.status = FAILED
+        end_orphan(client, child.run_id, note, status)
+        child.status = status
         orphans.append(child)
         log.error("run %s: %s", child.run_id, note)
     return orphans

@@ -128,12 +128,12 @@ class SweepCallback(Callback):
             )
 
     def _kill_if_unfinished(self) -> None:
-        """At exit after an interruption: the parent of an unfinished sweep ends as KILLED, and its children whose
-        process died end FAILED (:func:`nmf_lab.summary.end_orphans`)."""
+        """At exit after an interruption: the parent of an unfinished sweep ends as KILLED, and so do its children
+        whose process died, e.g. stopped by joblib with its workers (:func:`nmf_lab.summary.end_orphans`)."""
         if self.client is None or self.parent_run_id is None:
             return
         if run_status(self.client, self.parent_run_id) == RUNNING:
-            end_orphans(self.client, child_runs(self.client, self.parent_run_id))
+            end_orphans(self.client, child_runs(self.client, self.parent_run_id), KILLED)
             end_run(self.client, self.parent_run_id, KILLED)
 
 

@@ -490,13 +490,13 @@ def end_run(client: MlflowClient, run_id: str, status: str) -> None:
 PROCESS_DIED_TAG = TAG_PREFIX + "process_died"
 
 
-def end_orphan(client: MlflowClient, run_id: str, note: str) -> None:
-    """End a RUNNING run whose process died without ending it: FAILED, with ``note`` (why) as the tag
-    ``nmf_lab.process_died`` and added to the run's description."""
+def end_orphan(client: MlflowClient, run_id: str, note: str, status: str = FAILED) -> None:
+    """End a RUNNING run whose process died without ending it, with ``status`` (FAILED, or KILLED), and
+    ``note`` (why) as the tag ``nmf_lab.process_died`` and added to the run's description."""
     description = client.get_run(run_id).data.tags.get(MLFLOW_RUN_NOTE)
     client.set_tag(run_id, PROCESS_DIED_TAG, note)
     client.set_tag(run_id, MLFLOW_RUN_NOTE, f"{description}\n\n**{note}**" if description else f"**{note}**")
-    client.set_terminated(run_id, FAILED)
+    client.set_terminated(run_id, status)
 
 
 def provenance_tags(project_dir: Path) -> dict[str, str]:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from nmf_lab.processes import HOST_TAG, PID_START_TAG, PID_TAG, SLURM_JOB_TAG, process_gone, process_tags
-from nmf_lab.tracking import FAILED, FINISHED, PROCESS_DIED_TAG, RUNNING, tracked_run
+from nmf_lab.tracking import FAILED, FINISHED, KILLED, PROCESS_DIED_TAG, RUNNING, tracked_run
 
 from helpers import load_text, runs_of
 
@@ -101,6 +103,58 @@ def test_a_job_killed_under_joblib_ends_failed_and_its_siblings_finish(
     assert not client.search_runs([parent.info.experiment_id], "attributes.status = 'RUNNING'")
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_a_joblib_sweep_leaves_no_run_running(tracking_uri, client, experiment_name, tmp_path):
+    """Ctrl-C (SIGINT to the command's process group) while two long jobs run on joblib's workers: the jobs that
+    end their runs end KILLED, joblib kills its workers (SIGKILL) under those that do not, and the exit of the
+    sweep ends those KILLED too, as it does the parent. Without that, they stayed RUNNING."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nmf_lab",
+            "-m",
+            "experiment=movies",
+            "solver.max_iter=100000000",
+            "seed=0,1,2",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"tracking.experiment={experiment_name}",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground command has
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len(running_children(client, experiment_name)) < 2:
+            assert time.monotonic() < deadline and process.poll() is None, "the jobs never ran"
+            time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode != 0, output
+    (parent,), children = runs_of(client, experiment_name)
+    assert parent.info.status == KILLED
+    statuses = [(child.info.status, child.data.tags.get(PROCESS_DIED_TAG)) for child in children]
+    assert len(children) >= 2 and {child.info.status for child in children} == {KILLED}, statuses
+    for child in children:
+        if PROCESS_DIED_TAG in child.data.tags:
+            assert "nmf-lab ended the run as KILLED" in child.data.tags[PROCESS_DIED_TAG]
+
+
+def running_children(client, experiment_name):
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+    return [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+
+
 def dead_pid() -> int:
     """The pid of a process that has exited (and been reaped)."""
     process = subprocess.Popen(["true"])
@@ -116,6 +170,15 @@ def test_process_gone_tells_a_dead_process_from_a_live_one():
     assert process_gone({**here, PID_TAG: str(pid)}) == f"process {pid} on {here[HOST_TAG]} has exited"
     if PID_START_TAG in here:  # Linux: a pid now used by another process than the one recorded
         assert "another process" in process_gone({**here, PID_START_TAG: "1"})
+        killed = subprocess.Popen(["sleep", "60"])
+        os.kill(killed.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while "Z" not in Path(f"/proc/{killed.pid}/stat").read_text().rsplit(")", 1)[1][:3]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        zombie = {**here, PID_TAG: str(killed.pid)}  # killed, not reaped yet by its parent: gone too
+        assert process_gone(zombie) == f"process {killed.pid} on {here[HOST_TAG]} has exited"
+        killed.wait()
     assert process_gone({**here, HOST_TAG: "another-host"}) is None  # cannot be told from here
     assert SLURM_JOB_TAG not in here or "SLURM_JOB_ID" in os.environ
 
