@@ -43,6 +43,7 @@ from nmf_lab.tracking import (
     get_experiment_id,
     open_client,
     provenance_tags,
+    raise_interrupted_on_sigterm,
     run_status,
     set_description,
     tracked_run,
@@ -61,6 +62,9 @@ class SweepCallback(Callback):
         self.parent_run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # SIGTERM stops the sweep as Ctrl-C does (a launcher's workers stopped, the runs ended KILLED at exit),
+        # instead of killing this process outright with its parent run left RUNNING.
+        raise_interrupted_on_sigterm()
         # Hydra turns a callback's Exception into a warning; SystemExit is how a callback stops the sweep.
         try:
             self._open_parent(config, kwargs.get("config_name"))

@@ -104,10 +104,12 @@ def test_a_job_killed_under_joblib_ends_failed_and_its_siblings_finish(
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_a_joblib_sweep_leaves_no_run_running(tracking_uri, client, experiment_name, tmp_path):
-    """Ctrl-C (SIGINT to the command's process group) while two long jobs run on joblib's workers: the jobs that
-    end their runs end KILLED, joblib kills its workers (SIGKILL) under those that do not, and the exit of the
-    sweep ends those KILLED too, as it does the parent. Without that, they stayed RUNNING."""
+@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c to the group", "sigterm to the command"])
+def test_an_interrupted_joblib_sweep_leaves_no_run_running(to_group, tracking_uri, client, experiment_name, tmp_path):
+    """Ctrl-C (SIGINT to the command's process group) or SIGTERM to the command alone while two long jobs run on
+    joblib's workers: the jobs that end their runs end KILLED, joblib kills its workers (SIGKILL) under those that
+    do not, and the exit of the sweep ends those KILLED too, as it does the parent. Without that, they stayed
+    RUNNING (and on SIGTERM the parent too)."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -133,7 +135,10 @@ def test_ctrl_c_on_a_joblib_sweep_leaves_no_run_running(tracking_uri, client, ex
         while len(running_children(client, experiment_name)) < 2:
             assert time.monotonic() < deadline and process.poll() is None, "the jobs never ran"
             time.sleep(0.3)
-        os.killpg(process.pid, signal.SIGINT)
+        if to_group:
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=120)
     finally:
         process.kill()
