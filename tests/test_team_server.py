@@ -92,13 +92,14 @@ def team_server():
             yield TeamServer(uri=uri, root=root, users=users)
 
 
-def nmf_lab(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.Popen:
+def nmf_lab(cwd: Path, *args: str, env: dict[str, str], output=subprocess.PIPE) -> subprocess.Popen:
+    """``nmf-lab ARGS`` started in ``cwd``; its stdout and stderr go to ``output`` (default: pipes)."""
     return subprocess.Popen(
         [sys.executable, "-m", "nmf_lab", *args],
         cwd=cwd,
         env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not subprocess.PIPE else subprocess.PIPE,
         text=True,
     )
 
@@ -113,14 +114,18 @@ def test_two_sweeps_at_once_from_two_processes(team_server, experiment_name, tmp
         f"{experiment_name}-movies": ["-m", *QUICK, "rank=1,2", "seed=0,1,2,3"],
     }
     processes = {}
-    for name, args in sweeps.items():
+    for name, args in sweeps.items():  # their output to files: neither waits for the test to read it
         (tmp_path / name).mkdir()
-        processes[name] = nmf_lab(tmp_path / name, *args, *common, f"tracking.experiment={name}", env=env)
-    outputs = {name: process.communicate(timeout=900) for name, process in processes.items()}
-    for name, (stdout, stderr) in outputs.items():
-        assert processes[name].returncode == 0, stdout + stderr
+        with open(tmp_path / name / "output.txt", "w") as output:
+            processes[name] = nmf_lab(
+                tmp_path / name, *args, *common, f"tracking.experiment={name}", env=env, output=output
+            )
+    for name, process in processes.items():
+        process.wait(timeout=900)
+        output = (tmp_path / name / "output.txt").read_text()
+        assert process.returncode == 0, output
         for bad in ("Traceback", "ERROR", "Error", "database is locked"):
-            assert bad not in stdout + stderr, f"{bad!r} in the output of {name}:\n{stdout}{stderr}"
+            assert bad not in output, f"{bad!r} in the output of {name}:\n{output}"
 
     with team_server.admin() as client:
         for name, n_jobs in ((f"{experiment_name}-toy", 24), (f"{experiment_name}-movies", 8)):
