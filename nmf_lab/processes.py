@@ -3,7 +3,8 @@ and running a job in a child process of its own so that its death (SIGKILL, the 
 down nothing else.
 
 A job that is killed outright cannot end its own run, which then stays RUNNING: the sweep's summary finds such
-orphans with :func:`process_gone` and ends them FAILED (:mod:`nmf_lab.summary`).
+orphans with :func:`process_gone` and ends them FAILED, or KILLED when the sweep itself was interrupted
+(:func:`nmf_lab.summary.end_orphans`).
 """
 
 from __future__ import annotations
