@@ -64,14 +64,30 @@ def registered():
 
 
 @pytest.fixture(scope="session")
-def tracking_uri(tmp_path_factory) -> str:
-    """A real sqlite tracking store, created once (its migrations cost ~7 s) and shared by the session."""
+def tracking_uri(tmp_path_factory, worker_id) -> str:
+    """A real sqlite tracking store, created once (its migrations cost ~7 s) and shared by the session.
+
+    Under pytest-xdist the first worker migrates an empty database and the others copy it (under a lock), so
+    the migrations run once per session, not once per worker.
+    """
+    import fcntl
+    import shutil
+
     from mlflow.tracking import MlflowClient
 
     store = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
-    uri = f"sqlite:///{store}"
-    MlflowClient(uri).search_experiments()  # creates and migrates the database
-    return uri
+    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else store.parent
+    template = shared / "migrated-empty-mlflow.db"
+    with open(shared / "migrated-empty-mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            partial = shared / "migrating-mlflow.db"
+            MlflowClient(f"sqlite:///{partial}").search_experiments()  # creates and migrates the database
+            partial.rename(template)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    if template != store:
+        shutil.copyfile(template, store)
+    return f"sqlite:///{store}"
 
 
 @pytest.fixture(scope="session")
