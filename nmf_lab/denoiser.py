@@ -55,6 +55,8 @@ class Denoiser:
         postprocess: apply :func:`postprocess` (clip to [0, 1], clear the transparent pixels); without it the
             projection is returned as it is (it may exceed 1 slightly).
         solver, max_iter, tol: the options of :func:`~nmf_lab.transform.transform`.
+        keep_zeros: also set to 0 every entry that is 0 in the noisy input: the noise model never moves a zero
+            entry (spec 6.1), so a noisy 0 is almost always a clean 0 (``experiments.denoise_best``).
     """
 
     bases: tuple[np.ndarray, ...]
@@ -64,6 +66,7 @@ class Denoiser:
     solver: str = "hals"
     max_iter: int = 2000
     tol: float = 1e-7
+    keep_zeros: bool = False
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.image_shape)
@@ -106,7 +109,8 @@ class Denoiser:
         for W in self.bases:
             X += W @ transform(A_noisy, W, solver=self.solver, max_iter=self.max_iter, tol=self.tol).H
         X /= len(self.bases)
-        return postprocess(X, opaque) if self.postprocess else X
+        X = postprocess(X, opaque) if self.postprocess else X
+        return np.where(A_noisy > 0, X, 0.0) if self.keep_zeros else X
 
     def denoise_images(self, images: np.ndarray) -> np.ndarray:
         """Denoised copies of noisy ``images`` (n, h, w, :attr:`channels`), values in [0, 1], the alpha channel
@@ -146,6 +150,7 @@ class Denoiser:
             "solver": np.array(self.solver),
             "max_iter": np.array(self.max_iter, dtype=np.int64),
             "tol": np.array(self.tol, dtype=np.float64),
+            "keep_zeros": np.array(self.keep_zeros),
         }
         return {**settings, **{f"W_{k}": W for k, W in enumerate(self.bases)}}
 
@@ -161,4 +166,5 @@ class Denoiser:
             solver=str(arrays["solver"]),
             max_iter=int(arrays["max_iter"]),
             tol=float(arrays["tol"]),
+            keep_zeros=bool(arrays["keep_zeros"]) if "keep_zeros" in arrays else False,
         )

@@ -428,3 +428,38 @@ def psnr_against_rank(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return figure
+
+
+def psnr_by_step(
+    steps: Sequence[tuple[str, float]],
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    *,
+    title: str,
+    bars_title: str,
+    curves_title: str,
+    xlabel: str = "number of fits averaged k",
+) -> Figure:
+    """A method built step by step: left, one horizontal bar per step (label, PSNR in dB), top to bottom, each
+    with its value and its gain over the step above; right, a PSNR against a count (label -> (counts,
+    values)), e.g. of the mean of the first k fits."""
+    figure = Figure(figsize=(14.0, 0.5 * len(steps) + 2.6), layout="constrained")
+    bars, curve = figure.subplots(1, 2, width_ratios=[1.5, 1.0])
+    values = [value for _, value in steps]
+    positions = np.arange(len(steps))[::-1]
+    bars.barh(positions, values, color="C0", alpha=0.8)
+    low = min(values) - 2.0
+    for position, (k, value) in zip(positions, enumerate(values)):
+        gain = "" if k == 0 else f"  ({value - values[k - 1]:+.2f})"
+        bars.text(value + 0.05, position, f"{value:.2f} dB{gain}", va="center", fontsize="small")
+    bars.set_yticks(positions, [label for label, _ in steps], fontsize="small")
+    bars.set_xlim(low, max(values) + 3.5)
+    bars.set(title=bars_title, xlabel="PSNR (dB)")
+    bars.grid(True, axis="x", alpha=0.3)
+    for (label, (counts, series)), marker in zip(curves.items(), "os^D"):
+        curve.plot(counts, series, marker=marker, label=label)
+    curve.set(title=curves_title, xlabel=xlabel, ylabel="PSNR (dB)")
+    curve.xaxis.get_major_locator().set_params(integer=True)  # counts: whole numbers
+    curve.grid(True, alpha=0.3)
+    curve.legend(fontsize="small")
+    figure.suptitle(title)
+    return figure
