@@ -297,6 +297,7 @@ def run(settings, run) -> None:
         "zero_rule_wrong_fraction": float(np.count_nonzero(wrong) / max(1, np.count_nonzero(zeros))),
         "zero_rule_wrong_mean": float(A[wrong].mean()) if wrong.any() else 0.0,
         "n_images": image_set.n,
+        "seconds_per_iteration": float(np.median(np.concatenate([np.diff(r.times) for r in built.fits]))),
         **built.seconds,
     }
     run.log_metrics(metrics)
