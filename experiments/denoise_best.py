@@ -16,7 +16,7 @@ noise is one draw for the whole matrix, so the first 500 noisy punks here are no
    1728 x 10000; the cross-validation fits with the solver's imputation (EM) variant instead
    (:func:`imputed_solver`, ``hals_em``): before each iteration the hidden entries are set to the current
    ``W H`` and one unmasked iteration runs, which minimises the same masked objective (never reading a hidden
-   entry) at about 2.5 unmasked iterations.
+   entry) at about 3 unmasked iterations.
 2. *Members*: ``denoise_best.members`` fits of ``A_noisy`` at that d with seeds ``seed, seed + 1, ...``, each
    stopped after ``solver.max_iter`` iterations (HALS, float32, 20 by default). The budget is the regulariser:
    HALS from a random start fits the structure shared by many images first and the noise later, so an
@@ -188,8 +188,9 @@ def imputed_solver(name: str) -> str:
     unmasked solver runs on that filled matrix (a generalised EM step: the filled objective is the masked one
     plus ``||(1 - M) * (W_k H_k - W H)||^2``, equal to it at the current iterate, so an iteration that lowers
     the filled objective lowers the masked one: monotone when the solver is). The unobserved entries are never
-    read. One iteration costs the unmasked one plus the product ``W H`` and the exact masked error, about
-    2.5 unmasked iterations of HALS, against d / 4 for exact masked HALS."""
+    read. One iteration costs the unmasked one plus the product ``W H``, a fresh start of the solver and the exact
+    masked error: about 3 unmasked iterations of HALS (d = 256, 1728 x 10000, float32: 0.87 s against 0.30 s,
+    the fastest of 4 rounds on 2 shared cores), against d / 4 for exact masked HALS."""
     em_name = f"{name}_em"
     if em_name in solver_names():
         return em_name
