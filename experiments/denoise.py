@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.shared import (
-    dataset_name,
     display_images,
     draw_basis,
     draw_reconstructions,
     fit_and_log,
+    load_noisy,
     postprocess,
     shown,
     warn_if_full_rank,
@@ -29,7 +29,6 @@ from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import error_against_rank, image_grid
 from nmf_lab.metrics import psnr
 from nmf_lab.model import log_denoiser
-from nmf_lab.noise import add_noise
 
 METHODS = ("nmf", "svd")
 HEADLINE = ("psnr_noisy", "psnr", "clean_error")
@@ -58,11 +57,8 @@ SETTINGS = {"denoise": DenoiseSettings}
 
 
 def run(settings, run) -> None:
-    image_set = settings.data.load()
-    A = image_set.matrix()
+    image_set, A, A_noisy = load_noisy(settings, run)
     sigma = settings.noise.sigma
-    A_noisy = add_noise(A, sigma, settings.noise.seed)
-    run.log_dataset(A_noisy, name=dataset_name(image_set, sigma), source=image_set.source)
     first = shown(image_set)
     noisy_images = image_set.images_from_matrix(A_noisy[:, : first.n])
     name = image_set.name

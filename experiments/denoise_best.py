@@ -49,14 +49,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from experiments.shared import dataset_name, display_images, draw_reconstructions, fit_options, shown
+from experiments.shared import display_images, draw_reconstructions, fit_options, load_noisy, shown
 from nmf_lab import NMFResult, fit_nmf, truncated_svd
 from nmf_lab.denoiser import Denoiser, model_input, postprocess
 from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import cross_validation_curves, psnr_by_step
 from nmf_lab.metrics import psnr
 from nmf_lab.model import log_denoiser
-from nmf_lab.noise import add_noise
 from nmf_lab.rank_selection import RULES, RankSelection, cross_validate_rank
 from nmf_lab.solvers import Products, Solver, get_solver, register_solver, solver_names
 
@@ -227,11 +226,8 @@ def imputed_solver(name: str) -> str:
 def run(settings, run) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     best = settings.denoise_best
-    image_set = settings.data.load()
-    A = image_set.matrix()
+    image_set, A, A_noisy = load_noisy(settings, run)
     sigma = settings.noise.sigma
-    A_noisy = add_noise(A, sigma, settings.noise.seed)
-    run.log_dataset(A_noisy, name=dataset_name(image_set, sigma), source=image_set.source)
     opaque = image_set.opaque_entries()
     built = denoise(A_noisy, opaque, settings)  # the noisy images alone
     selection, d = built.selection, built.selection.rank

@@ -24,18 +24,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.shared import (
-    dataset_name,
     display_images,
     draw_reconstructions,
     fit,
     fit_and_log,
     fit_options,
+    load_noisy,
     shown,
 )
 from nmf_lab.errors import InvalidOption
 from nmf_lab.figures import cross_validation_curves
 from nmf_lab.metrics import psnr
-from nmf_lab.noise import add_noise
 from nmf_lab.rank_selection import RULES, cross_validate_rank
 
 HEADLINE = ("cv_rank", "oracle_rank", "psnr_cv", "psnr_loss")
@@ -80,11 +79,8 @@ SETTINGS = {"rank_cv": RankCVSettings}
 
 
 def run(settings, run) -> None:
-    image_set = settings.data.load()
-    A = image_set.matrix()
+    image_set, A, A_noisy = load_noisy(settings, run)
     sigma = settings.noise.sigma
-    A_noisy = add_noise(A, sigma, settings.noise.seed)
-    run.log_dataset(A_noisy, name=dataset_name(image_set, sigma), source=image_set.source)
     opaque = image_set.opaque_entries()
     cv = settings.rank_cv
     start = time.perf_counter()

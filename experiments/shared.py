@@ -11,6 +11,7 @@ from nmf_lab import NMFResult, fit_nmf
 from nmf_lab.data.images import ImageSet
 from nmf_lab.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
 from nmf_lab.figures import basis_grid, side_by_side_grids
+from nmf_lab.noise import add_noise
 from nmf_lab.progress import fit_progress
 
 
@@ -86,6 +87,17 @@ def shown(image_set):
 def dataset_name(image_set, sigma: float = 0.0) -> str:
     """The name of the run's dataset input: the set's name, with ``-noisy`` only when noise was added."""
     return f"{image_set.name}-noisy" if sigma > 0 else image_set.name
+
+
+def load_noisy(settings, run):
+    """The job's image set, its clean matrix A (m x n) and ``A_noisy = add_noise(A, noise.sigma, noise.seed)``
+    (spec 6.1), with ``A_noisy`` logged as the run's dataset input: ``(image_set, A, A_noisy)``."""
+    image_set = settings.data.load()
+    A = image_set.matrix()
+    sigma = settings.noise.sigma
+    A_noisy = add_noise(A, sigma, settings.noise.seed)
+    run.log_dataset(A_noisy, name=dataset_name(image_set, sigma), source=image_set.source)
+    return image_set, A, A_noisy
 
 
 def display_images(image_set, X: np.ndarray) -> np.ndarray:
