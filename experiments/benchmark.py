@@ -25,10 +25,10 @@ import numpy as np
 
 from experiments.shared import load_matrix
 from nmf_lab import fit_nmf
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import error_against_time
-from nmf_lab.inits import initial_factors
-from nmf_lab.solvers import solver_names
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.inits import initial_factors
+from nmf_lab.core.solvers import solver_names
+from nmf_lab.presentation.figures import error_against_time
 
 
 @dataclass

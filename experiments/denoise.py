@@ -3,7 +3,7 @@ comparison, the truncated SVD).
 
 A job adds noise to the images (3a), reconstructs them from the noisy matrix alone (3b) and measures the
 reconstruction against the clean matrix; a sweep over d and sigma gives the U/L-shaped curve of 3c. An NMF job
-also logs its denoiser (the learned W) as the MLflow model ``runs:/<run id>/denoiser`` (:mod:`nmf_lab.model`).
+also logs its denoiser (the learned W) as the MLflow model ``runs:/<run id>/denoiser`` (:mod:`nmf_lab.tracking.model`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from experiments.shared import (
     warn_if_full_rank,
 )
 from nmf_lab import truncated_svd
-from nmf_lab.denoiser import Denoiser, model_input
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import error_against_rank, image_grid
-from nmf_lab.metrics import psnr
-from nmf_lab.model import log_denoiser
+from nmf_lab.core.denoiser import Denoiser, model_input
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.metrics import psnr
+from nmf_lab.presentation.figures import error_against_rank, image_grid
+from nmf_lab.tracking.model import log_denoiser
 
 METHODS = ("nmf", "svd")
 HEADLINE = ("psnr_noisy", "psnr", "clean_error")

@@ -9,7 +9,7 @@ noise is one draw for the whole matrix, so the first 500 noisy punks here are no
 
 **Method.**
 
-1. *d by cross-validation over held-out entries* (:func:`nmf_lab.rank_selection.cross_validate_rank`): K folds
+1. *d by cross-validation over held-out entries* (:func:`nmf_lab.core.rank_selection.cross_validate_rank`): K folds
    each hide a fraction of the colour entries of the opaque pixels; every d of ``denoise_best.ranks`` is
    fitted to the rest with the members' own solver and iteration budget, and d has the lowest mean held-out
    error (``denoise_best.rule``). Exact masked HALS costs about d / 4 unmasked iterations, far too much for
@@ -22,7 +22,7 @@ noise is one draw for the whole matrix, so the first 500 noisy punks here are no
    HALS from a random start fits the structure shared by many images first and the noise later, so an
    early-stopped fit denoises better than a converged one. Fits from different seeds share the signal but fit
    different parts of the noise, so their mean ``X = mean_k W_k H_k`` denoises better than any one of them.
-3. *Post-processing from the noise model alone* (:func:`nmf_lab.denoiser.postprocess` and the denoiser's
+3. *Post-processing from the noise model alone* (:func:`nmf_lab.core.denoiser.postprocess` and the denoiser's
    ``keep_zeros``): the clean images lie in [0, 1] (clip), transparent pixels have colour 0, and an entry that
    is 0 in ``A_noisy`` is set to 0: the noise never moves a zero entry, and a non-zero entry a becomes 0 only
    when the noise falls below -a (probability ``Phi(-a / sigma)``, small unless a < sigma). Measured on the
@@ -31,7 +31,7 @@ noise is one draw for the whole matrix, so the first 500 noisy punks here are no
    0.01 per squared entry where it is wrong and removes all the error of the fit where it is right.
 
 The denoised images are ``X`` for all N images; the run also logs the denoiser as an MLflow model (the
-members' bases W_k, projection by :func:`nmf_lab.transform.transform`, the same post-processing), registered
+members' bases W_k, projection by :func:`nmf_lab.core.transform.transform`, the same post-processing), registered
 as ``nmf-lab-denoiser``, and measures it on the first images too (``psnr_first_500_model``).
 
 **Scoring** (the clean images are used here only, never by the denoiser): PSNR over the colour channels of
@@ -51,13 +51,13 @@ import numpy as np
 
 from experiments.shared import display_images, draw_reconstructions, fit_options, load_noisy, shown
 from nmf_lab import NMFResult, fit_nmf, truncated_svd
-from nmf_lab.denoiser import Denoiser, model_input, postprocess
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import cross_validation_curves, psnr_by_step
-from nmf_lab.metrics import psnr
-from nmf_lab.model import log_denoiser
-from nmf_lab.rank_selection import RULES, RankSelection, cross_validate_rank
-from nmf_lab.solvers import Products, Solver, get_solver, register_solver, solver_names
+from nmf_lab.core.denoiser import Denoiser, model_input, postprocess
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.rank_selection import RULES, RankSelection, cross_validate_rank
+from nmf_lab.core.solvers import Products, Solver, get_solver, register_solver, solver_names
+from nmf_lab.presentation.figures import cross_validation_curves, psnr_by_step
+from nmf_lab.tracking.model import log_denoiser
 
 HEADLINE = ("psnr_first_500", "psnr", "cv_rank", "psnr_study", "wall_seconds")
 """What the CLI prints first: the PSNRs (dB) of the denoiser over the first images and over all, the d chosen
@@ -73,7 +73,7 @@ class DenoiseBestSettings:
     the rule, the folds' seed); ``keep_zeros``: set the entries that are 0 in the noisy images to 0;
     ``first``: psnr_first_500 is over this many first images; ``study_ranks``, ``study_iter``: the study's
     method (mu on the first images alone) at the best of these d; ``svd_ranks``: the truncated SVD likewise;
-    ``model_tol``: the tolerance of the logged model's projection (:func:`nmf_lab.transform.transform`);
+    ``model_tol``: the tolerance of the logged model's projection (:func:`nmf_lab.core.transform.transform`);
     ``registered_model``: the registered model's name ('' registers none).
     """
 
@@ -173,7 +173,7 @@ def ensemble_mean(fits: list[NMFResult]) -> np.ndarray:
 
 
 def post_processed(X: np.ndarray, A_noisy: np.ndarray, opaque: np.ndarray, *, keep_zeros: bool) -> np.ndarray:
-    """X clipped to [0, 1] with the transparent pixels at 0 (:func:`nmf_lab.denoiser.postprocess`), and with
+    """X clipped to [0, 1] with the transparent pixels at 0 (:func:`nmf_lab.core.denoiser.postprocess`), and with
     ``keep_zeros`` the entries that are 0 in ``A_noisy`` at 0 too (as the denoiser's ``keep_zeros``)."""
     X = postprocess(X, opaque)
     return np.where(A_noisy > 0, X, 0.0) if keep_zeros else X

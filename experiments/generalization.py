@@ -1,5 +1,5 @@
 """Does W describe images it never saw? NMF learns W on images 0..N-1; images N..N+M-1 are projected onto
-it with W fixed (:func:`nmf_lab.transform.transform`, non-negative least squares per image).
+it with W fixed (:func:`nmf_lab.core.transform.transform`, non-negative least squares per image).
 
 A job fits one d and logs the relative error on the training images and on the unseen test images; the sweep
 over d (``experiment=generalization``, the d of ``punks_ranks``) draws both against d: the overfitting picture
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.shared import display_images, draw_reconstructions, fit_and_log, shown, warn_if_full_rank
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import error_against_rank
-from nmf_lab.metrics import psnr
-from nmf_lab.transform import transform
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.transform import transform
+from nmf_lab.presentation.figures import error_against_rank
 
 HEADLINE = ("train_error", "test_error", "psnr_test")
 """The metrics the CLI prints and a run's description shows first: ||A - W H||_F / ||A||_F on the training and

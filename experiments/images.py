@@ -9,7 +9,7 @@ import numpy as np
 from experiments.shared import display_images, draw_basis, draw_reconstructions, fit_and_log, shown, warn_if_full_rank
 from nmf_lab import numerical_rank, truncation_errors
 from nmf_lab.data.images import ImageSet
-from nmf_lab.figures import error_against_rank, error_curves, image_grid, mean_image
+from nmf_lab.presentation.figures import error_against_rank, error_curves, image_grid, mean_image
 
 HEADLINE = ("final_error", "relative_error", "svd_error")
 """The metrics the CLI prints and a run's description shows first: the NMF's error next to the truncated SVD's."""

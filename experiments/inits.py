@@ -9,8 +9,8 @@ from collections import defaultdict
 import numpy as np
 
 from experiments.shared import fit_and_log, load_matrix
-from nmf_lab.figures import error_curve_panels
-from nmf_lab.inits import INITS, initial_factors
+from nmf_lab.core.inits import INITS, initial_factors
+from nmf_lab.presentation.figures import error_curve_panels
 
 CHECKPOINTS = (10, 100, 1000)
 """Iterations after which the errors are compared."""

@@ -1,10 +1,10 @@
 """Filling missing pixels: NMF fitted to the pixels that are left, W H filling the holes.
 
 A fraction p of the pixels of each image is removed, all colour channels of each removed pixel, either at
-random or as one square block at a random place (:func:`nmf_lab.holes.pixel_holes`). NMF is fitted with a
+random or as one square block at a random place (:func:`nmf_lab.core.holes.pixel_holes`). NMF is fitted with a
 mask to the entries left (:func:`nmf_lab.fit_nmf` with ``mask=``: it never reads the removed ones) and
 ``clip(W H, 0, 1)`` fills the holes. The simplest fill, each pixel channel's mean over the images where it was
-not removed (:func:`nmf_lab.holes.row_mean_fill`), is measured in the same run.
+not removed (:func:`nmf_lab.core.holes.row_mean_fill`), is measured in the same run.
 
 ``psnr_missing`` is the PSNR over the colour channels of the removed pixels that are opaque: a transparent
 pixel's colour is not part of the picture (its alpha, which is never removed, hides it), as in every PSNR here.
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.shared import display_images, fit_and_log, shown, warn_if_full_rank
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import inpainting_grids, psnr_against_rank
-from nmf_lab.holes import HOLES, entries_of_pixels, pixel_holes, row_mean_fill
-from nmf_lab.metrics import psnr
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.holes import HOLES, entries_of_pixels, pixel_holes, row_mean_fill
+from nmf_lab.core.metrics import psnr
+from nmf_lab.presentation.figures import inpainting_grids, psnr_against_rank
 
 HEADLINE = ("psnr_missing", "psnr_missing_baseline", "psnr_gain")
 """The metrics the CLI prints and a run's description shows first: PSNR (dB) over the removed pixels for the

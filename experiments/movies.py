@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from experiments.shared import fit_and_log
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.data.toy import MOVIE_TITLES, MOVIE_USERS
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import heatmaps
+from nmf_lab.presentation.figures import heatmaps
 
 
 def check(settings) -> None:

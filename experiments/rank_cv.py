@@ -2,11 +2,11 @@
 
 Task 3c asks for the d with the lowest reconstruction error, which the denoising study measures against the
 clean images, which a real denoising problem never has. This study chooses d from A_noisy alone
-(:func:`nmf_lab.rank_selection.cross_validate_rank`): in each of K folds a random part of the observed
+(:func:`nmf_lab.core.rank_selection.cross_validate_rank`): in each of K folds a random part of the observed
 entries is held out, NMF is fitted with a mask on the rest for every d of a grid, and the held-out error is
 measured; a rule (``rank_cv.rule``) chooses d from the mean over the folds: by default the largest d within
 one standard error of the lowest mean, since the held-out error (prediction) favours a smaller d than the
-clean error of denoising does (:mod:`nmf_lab.rank_selection` measures why). Then NMF is fitted to all entries
+clean error of denoising does (:mod:`nmf_lab.core.rank_selection` measures why). Then NMF is fitted to all entries
 at every d of the grid: the fit at the chosen d is the result, and only for evaluation are the clean images
 used, to find the d that would have been best (the oracle) and what the choice lost in PSNR.
 
@@ -32,10 +32,10 @@ from experiments.shared import (
     load_noisy,
     shown,
 )
-from nmf_lab.errors import InvalidOption
-from nmf_lab.figures import cross_validation_curves
-from nmf_lab.metrics import psnr
-from nmf_lab.rank_selection import RULES, cross_validate_rank
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.rank_selection import RULES, cross_validate_rank
+from nmf_lab.presentation.figures import cross_validation_curves
 
 HEADLINE = ("cv_rank", "oracle_rank", "psnr_cv", "psnr_loss")
 """The metrics the CLI prints and a run's description shows first: the d chosen from the noisy data, the d the
@@ -49,7 +49,7 @@ class RankCVSettings:
     ``ranks``: the grid of d; ``folds``: K; ``holdout``: the fraction of the candidate entries each fold holds
     out (disjoint folds, ``folds * holdout <= 1``); ``rule``: ``one_se_largest`` (the largest d within one
     standard error of the lowest mean held-out error: the held-out error favours a smaller d than denoising
-    does, see :mod:`nmf_lab.rank_selection`), ``min`` (the lowest) or ``one_se`` (the smallest d within one
+    does, see :mod:`nmf_lab.core.rank_selection`), ``min`` (the lowest) or ``one_se`` (the smallest d within one
     standard error); ``seed``: the folds' seed.
     """
 

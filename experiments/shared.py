@@ -8,11 +8,11 @@ import logging
 import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
+from nmf_lab.core.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
+from nmf_lab.core.noise import add_noise
 from nmf_lab.data.images import ImageSet
-from nmf_lab.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
-from nmf_lab.figures import basis_grid, side_by_side_grids
-from nmf_lab.noise import add_noise
-from nmf_lab.progress import fit_progress
+from nmf_lab.harness.progress import fit_progress
+from nmf_lab.presentation.figures import basis_grid, side_by_side_grids
 
 
 def fit(A: np.ndarray, settings, mask: np.ndarray | None = None) -> NMFResult:
@@ -42,8 +42,8 @@ def fit_options(settings) -> dict:
 
 def fit_and_log(A: np.ndarray, settings, run, mask: np.ndarray | None = None) -> NMFResult:
     """Fit ``A`` (m x n) as :func:`fit` does and log what every NMF run logs
-    (:meth:`nmf_lab.tracking.RunLog.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
-    from nmf_lab.figures import error_curves
+    (:meth:`nmf_lab.tracking.runs.RunLog.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
+    from nmf_lab.presentation.figures import error_curves
 
     result = fit(A, settings, mask)
     run.log_factorization(A, result, mask)

@@ -8,7 +8,7 @@ import numpy as np
 
 from experiments.shared import fit_and_log
 from nmf_lab import numerical_rank
-from nmf_lab.figures import error_curve_panels
+from nmf_lab.presentation.figures import error_curve_panels
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 """u = 2^-53, the unit roundoff of float64."""

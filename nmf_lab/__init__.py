@@ -9,16 +9,16 @@ The numerics core (this package's top level) imports NumPy only::
     fit_nmf(A, rank=64, init="nndsvda")   # random (the spec's), nndsvd, nndsvda, nndsvdar
     transform(A_new, W).H                 # coefficients of new images for a fixed W (NNLS)
 
-Solvers are registry entries (:class:`Solver`, see :mod:`nmf_lab.solvers`): ``solver_names()`` lists them,
+Solvers are registry entries (:class:`Solver`, see :mod:`nmf_lab.core.solvers`): ``solver_names()`` lists them,
 ``register_solver`` adds one in-process, and installed packages add theirs through the entry-point group
-``nmf_lab.solvers``.
+``nmf_lab.core.solvers``.
 """
 
-from nmf_lab.inits import INITS, initial_factors, random_init
-from nmf_lab.linalg import numerical_rank, truncated_svd, truncation_errors
-from nmf_lab.nmf import NMFResult, fit_nmf
-from nmf_lab.solvers import Option, Solver, register_solver, solver_names
-from nmf_lab.transform import transform
+from nmf_lab.core.inits import INITS, initial_factors, random_init
+from nmf_lab.core.linalg import numerical_rank, truncated_svd, truncation_errors
+from nmf_lab.core.nmf import NMFResult, fit_nmf
+from nmf_lab.core.solvers import Option, Solver, register_solver, solver_names
+from nmf_lab.core.transform import transform
 
 __all__ = [
     "INITS",

@@ -1,5 +1,5 @@
 """``python -m nmf_lab`` is ``nmf-lab``."""
 
-from nmf_lab.cli import main
+from nmf_lab.harness.cli import main
 
 main()

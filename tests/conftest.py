@@ -49,7 +49,7 @@ def punks_sheet() -> Path:
 def registered():
     """``register(solver, replace=False)`` for this test only: every name it registers is removed from the
     solver registry at the end (so never replace a built-in with it)."""
-    from nmf_lab import solvers
+    from nmf_lab.core import solvers
 
     names = {}
 
@@ -130,11 +130,11 @@ def run_cli(tracking_uri, tmp_path):
 @pytest.fixture
 def run_job(tracking_uri, monkeypatch, tmp_path):
     """Run one job of ``nmf-lab ARGS`` in this process (no sweeps): Hydra's compose API, the app's
-    validation and :func:`nmf_lab.job.run_job`, against the session's store. Raises what the job raises."""
+    validation and :func:`nmf_lab.harness.job.run_job`, against the session's store. Raises what the job raises."""
     from hydra import compose, initialize_config_dir
 
-    from nmf_lab.config import CONF_DIR, experiment_name, job_config, register_configs, validate
-    from nmf_lab.job import run_job as run_one_job
+    from nmf_lab.harness.config import CONF_DIR, experiment_name, job_config, register_configs, validate
+    from nmf_lab.harness.job import run_job as run_one_job
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     monkeypatch.chdir(tmp_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from nmf_lab.report import build_report, load_sections
+from nmf_lab.presentation.report import build_report, load_sections
 
 from services import chromium, screenshot
 

@@ -15,11 +15,11 @@ from PIL import Image
 
 import experiments.denoise
 import experiments.movies
-from nmf_lab import describe
-from nmf_lab.config import CONF_DIR, ConfigError, job_config, register_configs, validate
 from nmf_lab.data.punks import CACHE_ENV, PATH_ENV
-from nmf_lab.job import DataUnavailable, check_data
-from nmf_lab.tracking import EXPERIMENT_KIND_TAG, FINISHED, MODEL_TRAINING_KIND, image_width
+from nmf_lab.harness.config import CONF_DIR, ConfigError, job_config, register_configs, validate
+from nmf_lab.harness.job import DataUnavailable, check_data
+from nmf_lab.presentation import describe
+from nmf_lab.tracking.runs import EXPERIMENT_KIND_TAG, FINISHED, MODEL_TRAINING_KIND, image_width
 
 from helpers import runs_of
 from services import free_port
@@ -27,7 +27,7 @@ from services import free_port
 
 @dataclass
 class Run:
-    """A run as the describe module reads it (what :class:`nmf_lab.tracking.StoredRun` gives)."""
+    """A run as the describe module reads it (what :class:`nmf_lab.tracking.runs.StoredRun` gives)."""
 
     run_id: str
     name: str = ""
@@ -201,7 +201,7 @@ def test_an_svd_start_with_a_rank_above_min_m_n_is_a_config_error(settings_of, p
 
 
 def test_the_summary_of_a_run_that_is_not_there_is_one_line(tracking_uri):
-    from nmf_lab.cli import summary_main
+    from nmf_lab.harness.cli import summary_main
 
     with pytest.raises(SystemExit, match=f"nmf-lab-summary: no run {'0' * 32} in the store {tracking_uri}"):
         summary_main(["0" * 32, "--tracking-uri", tracking_uri])

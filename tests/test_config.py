@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from nmf_lab.config import (
+from nmf_lab.core.solvers import get_solver
+from nmf_lab.harness.config import (
     CONF_DIR,
     SOLVER_KEYS,
     Config,
@@ -22,7 +23,6 @@ from nmf_lab.config import (
     typed_config,
     validate,
 )
-from nmf_lab.solvers import get_solver
 
 EXPERIMENTS = sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -48,7 +48,7 @@ def test_every_experiment_config_composes_and_validates(experiment):
 
 
 def test_toy_experiment_is_a_sweep_of_24_jobs():
-    from nmf_lab.sweep import sweep_jobs
+    from nmf_lab.harness.sweep import sweep_jobs
 
     cfg = compose("config", overrides=["experiment=toy"], return_hydra_config=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
@@ -163,7 +163,7 @@ def test_params_say_only_what_the_run_used():
     [("joblib", "JoblibLauncher", None), ("submitit_local", "LocalLauncher", 1), ("slurm", "SlurmLauncher", 2)],
 )
 def test_launcher_configs_compose_and_set_blas_threads(launcher, target, threads):
-    from nmf_lab.cli import blas_threads_per_worker
+    from nmf_lab.harness.cli import blas_threads_per_worker
 
     cfg = compose("config", overrides=["experiment=movies", f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.data.digits import Digits
 from nmf_lab.data.folder import ImageFolder
 from nmf_lab.data.images import ImageSet, select_indices
 from nmf_lab.data.toy import TOY_MATRICES, ToyMatrix
-from nmf_lab.errors import InvalidOption
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 

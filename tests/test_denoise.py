@@ -8,11 +8,11 @@ from mlflow.entities import RunStatus
 
 from experiments.shared import postprocess
 from nmf_lab import truncated_svd
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.noise import add_noise
 from nmf_lab.data.digits import Digits
 from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
-from nmf_lab.metrics import psnr
-from nmf_lab.noise import add_noise
 
 from helpers import artifact_paths, dataset_of, factors, runs_of
 

@@ -9,10 +9,10 @@ from mlflow.entities import RunStatus
 
 from experiments.denoise_best import denoise, imputed_solver
 from nmf_lab import fit_nmf
+from nmf_lab.core.denoiser import Denoiser
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.noise import add_noise
 from nmf_lab.data.punks import Punks
-from nmf_lab.denoiser import Denoiser
-from nmf_lab.metrics import psnr
-from nmf_lab.noise import add_noise
 
 from helpers import load_array, load_text, runs_of
 
@@ -127,6 +127,6 @@ def logged_settings(client, run_id, tmp_path):
     """The typed settings of a run, from its logged config.yaml (validated as the app does)."""
     from omegaconf import OmegaConf
 
-    from nmf_lab.config import validate
+    from nmf_lab.harness.config import validate
 
     return validate(OmegaConf.load(client.download_artifacts(run_id, "config.yaml", str(tmp_path))))

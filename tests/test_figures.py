@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nmf_lab.figures import (
+from nmf_lab.presentation.figures import (
     BACKGROUND,
     MAX_FIGURE_PIXELS,
     basis_grid,

@@ -7,8 +7,8 @@ import pytest
 from mlflow.entities import RunStatus
 
 from nmf_lab import fit_nmf, transform
+from nmf_lab.core.metrics import psnr
 from nmf_lab.data.punks import Punks
-from nmf_lab.metrics import psnr
 
 from helpers import artifact_paths, factors, load_array, runs_of
 
@@ -61,7 +61,7 @@ def test_generalization_projects_unseen_punks_onto_the_training_basis(
 
 
 def test_more_test_images_than_the_data_set_has_stop_before_any_run(run_job, client, experiment_name):
-    from nmf_lab.config import ConfigError
+    from nmf_lab.harness.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"generalization.test_images=1000.*1798 images are more than"):
         run_job(

@@ -16,7 +16,7 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from nmf_lab.data.toy import TOY_MATRICES
-from nmf_lab.tracking import FAILED, FINISHED, KILLED, resolve_tracking_uri, tracked_run
+from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED, resolve_tracking_uri, tracked_run
 
 from helpers import artifact_paths, load_array, load_text, runs_of
 

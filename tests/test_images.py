@@ -9,11 +9,11 @@ from mlflow.entities import RunStatus
 from PIL import Image
 
 from experiments.shared import dataset_name, display_images, postprocess, shown, warn_if_full_rank
-from nmf_lab.config import ConfigError
+from nmf_lab.core.linalg import truncation_errors
 from nmf_lab.data.digits import Digits
 from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
-from nmf_lab.linalg import truncation_errors
+from nmf_lab.harness.config import ConfigError
 
 from helpers import artifact_paths, dataset_of, factors, load_text, runs_of
 

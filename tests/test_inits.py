@@ -1,4 +1,4 @@
-"""Initial factors (nmf_lab.inits): the random contract, and NNDSVD against the paper and scikit-learn."""
+"""Initial factors (nmf_lab.core.inits): the random contract, and NNDSVD against the paper and scikit-learn."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from nmf_lab import inits
-from nmf_lab.inits import INITS, NNDSVD_EPS, initial_factors, random_init
+from nmf_lab.core import inits
+from nmf_lab.core.inits import INITS, NNDSVD_EPS, initial_factors, random_init
 
 SVD_INITS = ("nndsvd", "nndsvda", "nndsvdar")
 

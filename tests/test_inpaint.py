@@ -1,11 +1,11 @@
-"""Missing pixels (nmf_lab.holes) and the inpainting study."""
+"""Missing pixels (nmf_lab.core.holes) and the inpainting study."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nmf_lab.holes import entries_of_pixels, pixel_holes, row_mean_fill
+from nmf_lab.core.holes import entries_of_pixels, pixel_holes, row_mean_fill
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])
@@ -85,8 +85,8 @@ def test_bad_hole_arguments_are_named(args, message):
 def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experiment_name, tmp_path, punks_sheet):
     from mlflow.entities import RunStatus
 
+    from nmf_lab.core.metrics import psnr
     from nmf_lab.data.punks import Punks
-    from nmf_lab.metrics import psnr
 
     from helpers import artifact_paths, factors, load_array, runs_of
 
@@ -130,7 +130,7 @@ def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experi
 
 
 def test_a_fraction_outside_zero_one_stops_before_any_run(run_job, client, experiment_name):
-    from nmf_lab.config import ConfigError
+    from nmf_lab.harness.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"invalid config value inpaint.fraction=1.0"):
         run_job("experiment=inpaint", "data=digits", "inpaint.fraction=1.0", f"tracking.experiment={experiment_name}")

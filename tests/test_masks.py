@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from nmf_lab import fit_nmf, random_init
-from nmf_lab.nmf import EXACT_SIZE, check_data, check_mask
-from nmf_lab.solvers import Option, Products, Solver, component_floor, get_solver, solver_names
+from nmf_lab.core.nmf import EXACT_SIZE
+from nmf_lab.core.solvers import Option, Products, Solver, component_floor, get_solver, solver_names
+from nmf_lab.core.validation import check_data, check_mask
 
 BUILT_INS = ["mu", "hals", "ahals", "ahals_extrapolated"]
 MONOTONE = [name for name in BUILT_INS if get_solver(name).monotone]

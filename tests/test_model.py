@@ -7,13 +7,13 @@ import mlflow
 import numpy as np
 import pytest
 
+from nmf_lab.core.denoiser import Denoiser, model_input, postprocess
+from nmf_lab.core.metrics import psnr
+from nmf_lab.core.noise import add_noise
 from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
-from nmf_lab.denoiser import Denoiser, model_input, postprocess
-from nmf_lab.metrics import psnr
-from nmf_lab.model import MODEL_NAME, log_denoiser
-from nmf_lab.noise import add_noise
-from nmf_lab.tracking import FINISHED, get_experiment_id, tracked_run
+from nmf_lab.tracking.model import MODEL_NAME, log_denoiser
+from nmf_lab.tracking.runs import FINISHED, get_experiment_id, tracked_run
 
 from helpers import load_array, runs_of
 

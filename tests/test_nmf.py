@@ -9,9 +9,9 @@ import pytest
 
 import nmf_lab
 from nmf_lab import fit_nmf, numerical_rank, random_init, truncated_svd, truncation_errors
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.solvers import get_solver
 from nmf_lab.data.toy import MOVIE_RATINGS, TOY_MATRICES
-from nmf_lab.errors import InvalidOption
-from nmf_lab.solvers import get_solver
 
 
 def multiplicative_updates(A, W, H, delta):
@@ -163,8 +163,8 @@ def test_float32_stays_float32_and_integers_become_float64():
 
 @pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda", "nndsvdar", None])
 def test_init_names_start_from_their_initial_factors(init):
-    """A named init starts from nmf_lab.inits.initial_factors (with fit_nmf's seed); None means "random"."""
-    from nmf_lab.inits import initial_factors
+    """A named init starts from nmf_lab.core.inits.initial_factors (with fit_nmf's seed); None means "random"."""
+    from nmf_lab.core.inits import initial_factors
 
     A = random_nonnegative((9, 7), seed=4)
     W0, H0 = initial_factors(A, 3, init or "random", seed=5)

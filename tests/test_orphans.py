@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
-from nmf_lab.processes import HOST_TAG, PID_START_TAG, PID_TAG, SLURM_JOB_TAG, process_gone, process_tags
-from nmf_lab.tracking import FAILED, FINISHED, KILLED, PROCESS_DIED_TAG, RUNNING, tracked_run
+from nmf_lab.harness.processes import HOST_TAG, PID_START_TAG, PID_TAG, SLURM_JOB_TAG, process_gone, process_tags
+from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED, PROCESS_DIED_TAG, RUNNING, tracked_run
 
 from helpers import load_text, runs_of
 
@@ -191,7 +191,7 @@ def test_process_gone_tells_a_dead_process_from_a_live_one():
 def test_the_summary_ends_orphans_and_leaves_live_runs(client, experiment_name, tmp_path, capsys):
     """A sweep whose parent is open, one child FINISHED, one RUNNING whose process has exited, one RUNNING in
     this (live) process: ``nmf-lab-summary`` ends the orphan FAILED with the note, and only it."""
-    from nmf_lab.cli import summary_main
+    from nmf_lab.harness.cli import summary_main
 
     experiment_id = client.create_experiment(experiment_name)
     study = {"nmf_lab.study": "a_study_that_is_gone"}  # no study summary: the harness's alone

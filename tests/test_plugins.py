@@ -1,5 +1,5 @@
 """Plug-ins from outside the project, as a user adds them: a study module with its experiment config in a
-folder of their own (``hydra.searchpath``), and a solver registered through the ``nmf_lab.solvers`` entry
+folder of their own (``hydra.searchpath``), and a solver registered through the ``nmf_lab.core.solvers`` entry
 point. Both run through the real console script against the session's store."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ SOLVER = '''
 """A user's solver: multiplicative updates with a damping exponent (1: Lee and Seung's)."""
 import numpy as np
 
-from nmf_lab.solvers import Option, Products, Solver
+from nmf_lab.core.solvers import Option, Products, Solver
 
 
 def damped_mu(A, W, H, *, power):
@@ -158,7 +158,7 @@ def test_a_broken_study_fails_before_any_run_naming_the_value(user_folder, track
 
 
 def test_a_study_that_fails_to_import_names_the_error(run_job, tmp_path, monkeypatch):
-    from nmf_lab.config import ConfigError
+    from nmf_lab.harness.config import ConfigError
 
     (tmp_path / "broken_study.py").write_text("import numpy\nraise RuntimeError('half-written study')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -169,7 +169,7 @@ def test_a_study_that_fails_to_import_names_the_error(run_job, tmp_path, monkeyp
 @pytest.fixture
 def solver_plugin(tmp_path) -> Path:
     """An installed distribution, as pip leaves one: a module and a dist-info folder whose entry_points.txt
-    registers its solver in the group nmf_lab.solvers."""
+    registers its solver in the group nmf_lab.core.solvers."""
     site = tmp_path / "site"
     (site / "damped_solver-1.0.dist-info").mkdir(parents=True)
     (site / "damped_solver.py").write_text(SOLVER)
@@ -177,7 +177,7 @@ def solver_plugin(tmp_path) -> Path:
         "Metadata-Version: 2.1\nName: damped-solver\nVersion: 1.0\n"
     )
     (site / "damped_solver-1.0.dist-info" / "entry_points.txt").write_text(
-        "[nmf_lab.solvers]\ndamped_mu = damped_solver:SOLVER\n"
+        "[nmf_lab.core.solvers]\ndamped_mu = damped_solver:SOLVER\n"
     )
     return site
 

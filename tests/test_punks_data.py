@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.data import punks
 from nmf_lab.data.images import select_indices
 from nmf_lab.data.punks import (
@@ -26,7 +27,6 @@ from nmf_lab.data.punks import (
     load_punks,
     locate_sheet,
 )
-from nmf_lab.errors import InvalidOption
 
 SOME_IDS = [0, 1, 99, 100, 2424, 5555, 9900, 9999]
 

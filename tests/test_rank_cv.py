@@ -1,11 +1,11 @@
-"""Choosing d by cross-validation over held-out entries (nmf_lab.rank_selection) and the rank_cv study."""
+"""Choosing d by cross-validation over held-out entries (nmf_lab.core.rank_selection) and the rank_cv study."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nmf_lab.rank_selection import cross_validate_rank, heldout_error, heldout_folds, select_rank
+from nmf_lab.core.rank_selection import cross_validate_rank, heldout_error, heldout_folds, select_rank
 
 
 def low_rank_plus_noise(seed=1, shape=(60, 80), rank=4, sigma=0.1):
@@ -125,9 +125,9 @@ def test_a_fold_that_would_hide_a_whole_row_is_refused():
 def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, client, experiment_name, tmp_path):
     from mlflow.entities import RunStatus
 
+    from nmf_lab.core.metrics import psnr
+    from nmf_lab.core.noise import add_noise
     from nmf_lab.data.digits import Digits
-    from nmf_lab.metrics import psnr
-    from nmf_lab.noise import add_noise
 
     from helpers import artifact_paths, factors, load_array, runs_of
 
@@ -173,7 +173,7 @@ def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, 
     ],
 )
 def test_a_bad_cross_validation_setting_stops_before_any_run(run_job, client, experiment_name, override, key):
-    from nmf_lab.config import ConfigError
+    from nmf_lab.harness.config import ConfigError
 
     with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
         run_job("experiment=rank_cv", "data=digits", override, f"tracking.experiment={experiment_name}")

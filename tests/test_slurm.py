@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from nmf_lab.processes import SLURM_JOB_TAG
-from nmf_lab.tracking import FAILED, FINISHED, KILLED
+from nmf_lab.harness.processes import SLURM_JOB_TAG
+from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED
 
 from helpers import artifact_paths, load_text, runs_of
 from services import slurm_cluster

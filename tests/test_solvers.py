@@ -2,7 +2,7 @@
 factorizable matrix, an error curve that is exact for every reported iterate (and monotone where its registry
 entry says so), the stopping rules, float32 factors, and clear errors for bad arguments. Then the registry
 itself: the built-in entries and their options, solvers registered in-process, and solvers installed through
-the entry-point group ``nmf_lab.solvers``, found by the real importlib.metadata."""
+the entry-point group ``nmf_lab.core.solvers``, found by the real importlib.metadata."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from nmf_lab import fit_nmf, random_init, solvers
+from nmf_lab import fit_nmf, random_init
+from nmf_lab.core import solvers
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.solvers import Option, Products, Solver, component_floor, get_solver, register_solver, solver_names
 from nmf_lab.data.toy import MOVIE_RATINGS, TOY_MATRICES
-from nmf_lab.errors import InvalidOption
-from nmf_lab.solvers import Option, Products, Solver, component_floor, get_solver, register_solver, solver_names
 
 BUILT_INS = ("ahals", "ahals_extrapolated", "hals", "mu")
 ALL = [name for name in solver_names() if name in BUILT_INS]
@@ -127,7 +128,7 @@ def test_exact_recovery_of_a_rank_5_matrix(name):
     ],
 )
 def test_errors_match_the_exact_norm_at_every_reported_iterate(probe, name, make_A, rank, max_iter, rtol):
-    """Up to nmf_lab.nmf.EXACT_SIZE entries (the first three cases) errors[k] is the exact norm itself; above
+    """Up to nmf_lab.core.nmf.EXACT_SIZE entries (the first three cases) errors[k] is the exact norm itself; above
     it (60 x 40, 50 x 30) it is the product formula, within a relative 1e-6 of ||A - W_k H_k||_F, down to the
     ~1e-10 the HALS solvers reach on the rank-5 matrix (where the formula cancels and the exact norm takes
     over)."""
@@ -148,7 +149,7 @@ def test_error_never_increases(name, shape, rank, seed):
     the only rises allowed are rounding of the tracked error: the exact norm (up to 1024 entries) carries
     about eps ||A||; ||A||^2 - 2<AH^T, W> + <W^T W, HH^T> (the 50 x 40 case) an absolute error of about
     sqrt(n) eps ||A||^2, i.e. below ~1e-12 ||A|| in the error wherever it is used (above 3e-4 ||A||, see
-    nmf_lab.nmf.CANCELLATION_GUARD). 1e-10 ||A|| is a safe bound on both, and far below any real rise (the
+    nmf_lab.core.nmf.CANCELLATION_GUARD). 1e-10 ||A|| is a safe bound on both, and far below any real rise (the
     extrapolated solver's are ~1e-3)."""
     A = random_nonnegative(shape, seed=seed + 20)
     result = fit_nmf(A, rank, solver=name, seed=seed, max_iter=300)
@@ -524,7 +525,7 @@ def test_a_name_is_registered_once_unless_replaced(registered):
     with pytest.raises(ValueError, match="a solver named 'mu' is registered already"):
         register_solver(Solver(name="mu", update=mu_with_fixed_h, monotone=True, summary="an impostor"))
     assert get_solver("mu").update is not mu_with_fixed_h
-    with pytest.raises(TypeError, match=re.escape("register_solver takes a nmf_lab.solvers.Solver")):
+    with pytest.raises(TypeError, match=re.escape("register_solver takes a nmf_lab.core.solvers.Solver")):
         register_solver(mu_with_fixed_h)
 
 
@@ -544,12 +545,12 @@ def test_a_malformed_registry_entry_is_refused():
 
 
 # --------------------------------------------------------------------------------------------------------
-# Solvers installed through the entry-point group nmf_lab.solvers
+# Solvers installed through the entry-point group nmf_lab.core.solvers
 # --------------------------------------------------------------------------------------------------------
 
 
 PLUGIN_MODULE = """
-from nmf_lab.solvers import Solver, get_solver
+from nmf_lab.core.solvers import Solver, get_solver
 
 SOLVER = Solver(
     name="{solver_name}",
@@ -576,7 +577,7 @@ def install(tmp_path, monkeypatch):
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0\n")
         lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[nmf_lab.solvers]\n{lines}")
+        (info / "entry_points.txt").write_text(f"[nmf_lab.core.solvers]\n{lines}")
         (site / f"{module}.py").write_text(textwrap.dedent(PLUGIN_MODULE.format(solver_name=solver_name)))
         modules.append(module)
         monkeypatch.syspath_prepend(str(site))
@@ -611,7 +612,7 @@ def test_entry_points_are_loaded_once(install):
 def test_an_entry_point_named_unlike_its_solver_is_a_clear_error(install):
     install("misnamed-dist", "misnamedpkg", "mytest2", {"othername": "misnamedpkg:SOLVER"})
     message = (
-        "entry point othername = 'misnamedpkg:SOLVER' of group 'nmf_lab.solvers' (distribution misnamed-dist) "
+        "entry point othername = 'misnamedpkg:SOLVER' of group 'nmf_lab.core.solvers' (distribution misnamed-dist) "
         "names a Solver called 'mytest2': the entry point's name must be the solver's name"
     )
     for _ in range(2):  # nothing is registered, and the next lookup says so again
@@ -628,5 +629,5 @@ def test_an_entry_point_must_name_a_solver_and_a_free_name(install):
         solver_names()
     solvers._forget_entry_points()
     install("odd-dist", "oddpkg", "odd", {"odd": "oddpkg:get_solver"})
-    with pytest.raises(TypeError, match=r"entry point odd = .* must name a nmf_lab.solvers.Solver, got function"):
+    with pytest.raises(TypeError, match=r"entry point odd = .* must name a nmf_lab.core.solvers.Solver, got function"):
         get_solver("odd")

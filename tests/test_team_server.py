@@ -20,7 +20,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from nmf_lab.tracking import FINISHED, TrackingUnavailable
+from nmf_lab.tracking.runs import FINISHED, TrackingUnavailable
 
 from helpers import artifact_paths, load_text, runs_of
 from services import mlflow_server, postgres, service_dir, unavailable

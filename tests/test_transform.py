@@ -1,4 +1,4 @@
-"""Projection onto a fixed basis (nmf_lab.transform): NNLS column by column, against scipy.optimize.nnls."""
+"""Projection onto a fixed basis (nmf_lab.core.transform): NNLS column by column, against scipy.optimize.nnls."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from scipy.optimize import nnls
 
 from nmf_lab import fit_nmf
-from nmf_lab.nmf import NMFResult
-from nmf_lab.solvers import solver_names
-from nmf_lab.transform import TRANSFORM_SOLVERS, transform
+from nmf_lab.core.nmf import NMFResult
+from nmf_lab.core.solvers import solver_names
+from nmf_lab.core.transform import TRANSFORM_SOLVERS, transform
 
 BUILT_IN_SOLVERS = ("mu", "hals", "ahals", "ahals_extrapolated")
 

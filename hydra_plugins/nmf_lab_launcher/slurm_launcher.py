@@ -3,7 +3,7 @@
 submitit's SLURM launcher raises as soon as one job ends without a result (cancelled with ``scancel``, killed
 by the cluster for its memory or time, a failed node): Hydra then skips the sweep's end, so the other jobs'
 runs get no summary. This one waits for every job and returns such a job as ``FAILED``; the sweep's summary
-then ends its run FAILED if it was left RUNNING (:func:`nmf_lab.summary.end_orphans`) and counts it.
+then ends its run FAILED if it was left RUNNING (:func:`nmf_lab.harness.summary.end_orphans`) and counts it.
 Needs the ``cluster`` extra (hydra-submitit-launcher); without it this module defines nothing, and Hydra's
 plugin scan passes over it.
 """
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 FAILED = "FAILED"
 """What a job that ended without a result returns to the sweep: the status its run ends with
-(:data:`nmf_lab.tracking.FAILED`; not imported, so that Hydra's plugin scan at every start imports no MLflow)."""
+(:data:`nmf_lab.tracking.runs.FAILED`; not imported, so that Hydra's plugin scan at every start imports no MLflow)."""
 
 
 if SubmititSlurmLauncher is not None:
@@ -95,7 +95,7 @@ def _wait_for_end(job) -> str | None:
     """Wait until the submitit ``job`` has left its result, or SLURM (squeue) says it has ended; return the state
     squeue last reported (None: squeue could not tell). submitit alone asks sacct, and on a cluster without
     accounting it never learns that a job died: it would wait forever."""
-    from nmf_lab.processes import SLURM_ALIVE, slurm_state
+    from nmf_lab.harness.processes import SLURM_ALIVE, slurm_state
 
     state = None
     while not job.paths.result_pickle.exists():

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.data.images import ImageSet, check_int, check_subset, select_indices
-from nmf_lab.errors import InvalidOption
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 """The files a folder's image set is made of (compared in lower case)."""

@@ -6,7 +6,7 @@ opacity of pixels known to be transparent (the CryptoPunks' alpha channel) is ke
 
 The loaders (:mod:`nmf_lab.data.punks`, :mod:`nmf_lab.data.digits`, :mod:`nmf_lab.data.folder`) are plain
 dataclasses whose fields are their options: they check them in ``__post_init__`` (raising
-:class:`nmf_lab.errors.InvalidOption`) and read the images in ``load()``. They pick their images with the
+:class:`nmf_lab.core.errors.InvalidOption`) and read the images in ``load()``. They pick their images with the
 one function :func:`select_indices`.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmf_lab.errors import InvalidOption
+from nmf_lab.core.errors import InvalidOption
 
 SUBSETS = ("first", "random")
 """How a loader picks n of the available images: the first n, or a seeded random sample (sorted)."""

@@ -19,8 +19,8 @@ import numpy as np
 import pooch
 from PIL import Image
 
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.data.images import ImageSet, check_int, check_subset, select_indices
-from nmf_lab.errors import InvalidOption
 
 PUNKS_URL = "https://raw.githubusercontent.com/larvalabs/cryptopunks/master/punks.png"
 PUNKS_SHA256 = "ac39af4793119ee46bbff351d8cb6b5f23da60222126add4268e261199a2921b"

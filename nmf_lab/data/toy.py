@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmf_lab.errors import InvalidOption
+from nmf_lab.core.errors import InvalidOption
 
 TOY_MATRICES: dict[str, np.ndarray] = {
     "A1": np.array([[1, 0], [0, 1]], dtype=np.float64),

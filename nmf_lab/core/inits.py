@@ -1,4 +1,4 @@
-"""Initial factors for :func:`nmf_lab.nmf.fit_nmf`: the random guess of the spec and NNDSVD.
+"""Initial factors for :func:`nmf_lab.core.nmf.fit_nmf`: the random guess of the spec and NNDSVD.
 
 Shapes follow the spec: ``A`` is m x n with one sample (image) per column, ``A ~ W H`` with ``W`` m x d and
 ``H`` d x n. scikit-learn's ``X`` is n_samples x n_features, so our ``A`` is its ``X.T``, and its factors
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmf_lab.core.validation import check_data, check_int, check_mask
+
 __all__ = ["INITS", "NNDSVD_EPS", "initial_factors", "random_init"]
 
 INITS = ("random", "nndsvd", "nndsvda", "nndsvdar")
@@ -45,7 +47,7 @@ def initial_factors(
 
     Args:
         A: m x n, non-negative and finite on its observed entries; checked as :func:`nmf_lab.fit_nmf` checks
-            it (:func:`nmf_lab.nmf.check_data`: a ValueError names NaN, negative entries, a wrong shape).
+            it (:func:`nmf_lab.core.validation.check_data`: a ValueError names NaN, negative entries, a wrong shape).
         rank: d, a positive integer; at most ``min(m, n)`` for the NNDSVD variants.
         init: one of :data:`INITS`.
         seed: an integer >= 0, used by ``"random"`` and ``"nndsvdar"``, ignored by the others.
@@ -58,13 +60,12 @@ def initial_factors(
         ValueError: for an invalid ``A`` or ``mask``, an unknown ``init`` (listing :data:`INITS`), an invalid
             ``rank`` or ``seed``, or a rank above ``min(m, n)`` with an NNDSVD variant.
     """
-    from nmf_lab.nmf import _check_int, check_data, check_mask  # nmf imports this module
 
     if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"unknown init {init!r}; known inits: {', '.join(INITS)} (or a pair (W0, H0))")
-    rank = _check_int("rank", rank, minimum=1)
-    seed = _check_int("seed", seed, minimum=0)
-    A = check_data(A, check_mask(mask, np.shape(A)))  # A is public input here too: the same checks as fit_nmf
+    rank = check_int("rank", rank, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    A = check_data(A, mask)  # A is public input here too: the same checks as fit_nmf
     mask = check_mask(mask, A.shape)
     if mask is not None and mask.all():
         mask = None
@@ -80,10 +81,9 @@ def random_init(A: np.ndarray, rank: int, seed: int) -> tuple[np.ndarray, np.nda
     ``H0 = rng.uniform(0, 1, size=(d, n))``; both are multiplied by ``sqrt(mean(A) / d)`` so that ``W0 H0``
     has the scale of ``A``.
     """
-    from nmf_lab.nmf import _check_int, check_data  # nmf imports this module
 
     A = check_data(A)
-    return _random_init(A, _check_int("rank", rank, minimum=1), _check_int("seed", seed, minimum=0))
+    return _random_init(A, check_int("rank", rank, minimum=1), check_int("seed", seed, minimum=0))
 
 
 def _random_init(A: np.ndarray, rank: int, seed: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 A solver's ``update(A, W, H, **options)`` takes the data ``A`` (m x n) and the current factors ``W`` (m x d)
 and ``H`` (d x n), updates the factors **in place** one iteration at a time, and after each iteration yields
 the :class:`Products` it computed on the way, taken at the iterate ``(W, H)`` then held by the two arrays.
-:func:`nmf_lab.nmf.fit_nmf` turns those products into the error ``||A - W H||_F`` (and, with a tolerance,
+:func:`nmf_lab.core.nmf.fit_nmf` turns those products into the error ``||A - W H||_F`` (and, with a tolerance,
 the projected gradient) without ever forming an m x n matrix, and sends the error back into the generator
 (``error = yield products``). A solver may use that error (the extrapolated solver restarts on it) or
 ignore it; driven by plain ``next()`` it receives ``None``.
@@ -48,13 +48,13 @@ and register it. In-process, e.g. in a notebook or a test, call :func:`register_
     register_solver(Solver(name="pgd", update=projected_gradient, monotone=False, summary="...",
                            options={"step": Option(1e-3, lambda s: s > 0, "a number > 0", "the step")}))
 
-From an installed package, declare the solver in the entry-point group ``nmf_lab.solvers`` of its
+From an installed package, declare the solver in the entry-point group ``nmf_lab.core.solvers`` of its
 ``pyproject.toml``; the entry point's name must be the solver's name, its object a :class:`Solver`::
 
     [project]
     name = "my-nmf-solvers"
     dependencies = ["nmf-lab"]
-    [project.entry-points."nmf_lab.solvers"]
+    [project.entry-points."nmf_lab.core.solvers"]
     pgd = "my_nmf_solvers:PGD"        # PGD = Solver(name="pgd", ...) in my_nmf_solvers.py
 
 Once the package is installed, ``fit_nmf(A, d, solver="pgd")`` and ``nmf-lab solver=pgd`` find it. The
@@ -83,7 +83,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from nmf_lab.errors import InvalidOption
+from nmf_lab.core.errors import InvalidOption
 
 __all__ = ["Option", "Products", "Solver", "component_floor", "get_solver", "register_solver", "solver_names"]
 
@@ -170,7 +170,7 @@ class Solver:
         update: the generator function ``update(A, W, H, **options)`` of the protocol in the module
             docstring; it receives every option of ``options``, resolved, and nothing else.
         monotone: True if the error never increases from one iteration to the next; False if it may rise,
-            and :func:`nmf_lab.nmf.fit_nmf` then returns the iterate with the smallest error.
+            and :func:`nmf_lab.core.nmf.fit_nmf` then returns the iterate with the smallest error.
         options: the solver's own options by name (read-only).
         summary: how it updates, in one line.
         supports_mask: True if ``update`` fits with missing entries: it is then called as ``update(A, W, H,
@@ -206,7 +206,7 @@ class Solver:
         """Every option of the solver: the valid ``given`` values, converted, and the defaults for the rest.
 
         Raises ``ValueError`` for a name the solver has no option of (listing those it has), and
-        :class:`~nmf_lab.errors.InvalidOption` for a value that is not valid.
+        :class:`~nmf_lab.core.errors.InvalidOption` for a value that is not valid.
         """
         unknown = [key for key in given if key not in self.options]
         if unknown:
@@ -222,7 +222,7 @@ class Solver:
 # The registry
 # --------------------------------------------------------------------------------------------------------
 
-_ENTRY_POINT_GROUP = "nmf_lab.solvers"
+_ENTRY_POINT_GROUP = "nmf_lab.core.solvers"
 _REGISTRY: dict[str, Solver] = {}
 _FROM_ENTRY_POINTS: set[str] = set()  # the names loaded from entry points
 _entry_points_loaded = False
@@ -233,7 +233,7 @@ def register_solver(solver: Solver, *, replace: bool = False) -> None:
     unless ``replace`` is True. For use in-process (a notebook, a test); an installed package declares
     its solvers as entry points instead (module docstring)."""
     if not isinstance(solver, Solver):
-        raise TypeError(f"register_solver takes a nmf_lab.solvers.Solver, got {solver!r}")
+        raise TypeError(f"register_solver takes a nmf_lab.core.solvers.Solver, got {solver!r}")
     if solver.name in _REGISTRY and not replace:
         raise ValueError(f"a solver named {solver.name!r} is registered already; pass replace=True to replace it")
     _REGISTRY[solver.name] = solver
@@ -257,7 +257,7 @@ def solver_names() -> list[str]:
 
 
 def _load_entry_points() -> None:
-    """Register the solvers of the entry-point group ``nmf_lab.solvers``, once. All or none: an entry point
+    """Register the solvers of the entry-point group ``nmf_lab.core.solvers``, once. All or none: an entry point
     that does not name a :class:`Solver` of its own name, or takes a name already registered, is an error
     and registers nothing (the next lookup tries again)."""
     global _entry_points_loaded
@@ -270,7 +270,7 @@ def _load_entry_points() -> None:
         where += f" (distribution {dist.name})" if dist is not None else ""
         solver = entry_point.load()
         if not isinstance(solver, Solver):
-            raise TypeError(f"{where} must name a nmf_lab.solvers.Solver, got {type(solver).__name__}")
+            raise TypeError(f"{where} must name a nmf_lab.core.solvers.Solver, got {type(solver).__name__}")
         if solver.name != entry_point.name:
             raise ValueError(
                 f"{where} names a Solver called {solver.name!r}: the entry point's name must be the solver's name"
@@ -758,7 +758,7 @@ def _plain_extrapolated_hals(
     reported iterate and the next H update: ``Wy^T A = (1 + beta) W_new^T A - beta W_k^T A`` is linear in
     the W's, so extrapolation costs no product beyond the two of any iteration (``Wy^T Wy`` is d x d).
 
-    Its error curve is not monotone (a rise is what triggers a restart): :func:`nmf_lab.nmf.fit_nmf`
+    Its error curve is not monotone (a rise is what triggers a restart): :func:`nmf_lab.core.nmf.fit_nmf`
     returns the best reported iterate. The error that decides a restart is the one ``fit_nmf`` sends back
     (exact even near zero); with plain ``next()`` the solver uses the cheap product formula instead.
     The defaults (:data:`_EXTRAPOLATION_OPTIONS`) are the papers' (alpha 0.5, inner_tol 0.1; beta0 0.5,

@@ -1,7 +1,7 @@
 """Projection of new samples onto a learned basis: non-negative least squares with ``W`` fixed.
 
 :func:`transform` gives the coefficients ``H`` (d x n_new) of the columns of ``A_new`` (m x n_new) on the
-columns of a basis ``W`` (m x d), e.g. one that :func:`nmf_lab.nmf.fit_nmf` learned or a run logged as
+columns of a basis ``W`` (m x d), e.g. one that :func:`nmf_lab.core.nmf.fit_nmf` learned or a run logged as
 ``arrays/W.npy``::
 
     min_{H >= 0} ||M ∘ (A_new - W H)||_F        (M the mask, all ones without one)
@@ -21,8 +21,9 @@ import time
 
 import numpy as np
 
-from nmf_lab.nmf import CANCELLATION_GUARD, EXACT_SIZE, NMFResult, _check_int, _check_non_negative, _is_real
-from nmf_lab.solvers import _hals_sweep
+from nmf_lab.core.nmf import CANCELLATION_GUARD, EXACT_SIZE, NMFResult
+from nmf_lab.core.solvers import _hals_sweep
+from nmf_lab.core.validation import check_int, check_non_negative, is_real
 
 __all__ = ["TRANSFORM_SOLVERS", "transform"]
 
@@ -89,7 +90,7 @@ def transform(
     ``h_j = max(0, 1^T c_j) / (1^T G_j 1)`` (0 for undetermined coefficients).
 
     Returns:
-        An :class:`~nmf_lab.nmf.NMFResult` with ``W`` a copy of the given ``W`` in the computation's dtype
+        An :class:`~nmf_lab.core.nmf.NMFResult` with ``W`` a copy of the given ``W`` in the computation's dtype
         (the same values), ``H`` the d x n_new coefficients (2-D, d x 1 for a 1-D ``A_new``),
         ``errors[k] = ||M ∘ (A_new - W H_k)||_F`` (float64, ``n_iter + 1`` of them, ``errors[0]`` at ``H_0``;
         the exact norm for small problems and near cancellation, else from the d x n products), ``n_iter``,
@@ -105,8 +106,8 @@ def transform(
     """
     if not isinstance(solver, str) or solver not in TRANSFORM_SOLVERS:
         raise ValueError(f"unknown transform solver {solver!r}; known: {', '.join(TRANSFORM_SOLVERS)}")
-    max_iter = _check_int("max_iter", max_iter, minimum=0)
-    if not _is_real(tol) or not math.isfinite(tol) or tol < 0:
+    max_iter = check_int("max_iter", max_iter, minimum=0)
+    if not is_real(tol) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 turns the stopping rule off), got {tol!r}")
     A, W, mask = _check_inputs(A_new, W, mask, dtype)
 
@@ -228,15 +229,15 @@ def _check_inputs(A_new, W, mask, dtype) -> tuple[np.ndarray, np.ndarray, np.nda
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
 
     W = np.array(W, dtype=resolved, copy=True)
-    _check_non_negative("W", W)
+    check_non_negative("W", W)
     if not W.any():
         raise ValueError("W is all zeros: there is no basis to project onto")
     if mask is None or mask.all():
         A_new = A_new.astype(resolved, copy=False)
-        _check_non_negative("A_new", A_new)
+        check_non_negative("A_new", A_new)
         return A_new, W, None
     A_new = np.where(mask, A_new, 0).astype(resolved, copy=False)
-    _check_non_negative("A_new", A_new, where="inside the mask")
+    check_non_negative("A_new", A_new, where="inside the mask")
     return A_new, W, mask
 
 

@@ -139,7 +139,7 @@ def access_errors(uri: str, action: str | Callable[[], str]) -> Iterator[None]:
 
 def import_store(configured: str | None) -> None:
     """Import the MLflow store of :func:`resolve_tracking_uri` of ``configured`` without connecting to it (about
-    1.5 s of CPU for a database store): a process that forks its jobs (:func:`nmf_lab.processes.run_in_child`)
+    1.5 s of CPU for a database store): a process that forks its jobs (:func:`nmf_lab.harness.processes.run_in_child`)
     then hands the modules on instead of every job importing them again."""
     import importlib
 

@@ -15,10 +15,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nmf_lab.config import ConfigError, load_study, typed_config
-from nmf_lab.job import STUDY_TAG
-from nmf_lab.processes import process_gone
-from nmf_lab.tracking import FAILED, FINISHED, RUNNING, RunLog, StoredRun, child_runs, end_orphan
+from nmf_lab.harness.config import ConfigError, load_study, typed_config
+from nmf_lab.harness.job import STUDY_TAG
+from nmf_lab.harness.processes import process_gone
+from nmf_lab.tracking.runs import FAILED, FINISHED, RUNNING, RunLog, StoredRun, child_runs, end_orphan
 
 log = logging.getLogger(__name__)
 

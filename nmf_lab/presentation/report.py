@@ -29,9 +29,8 @@ from urllib.parse import unquote
 
 import markdown
 
-from nmf_lab.config import CONF_DIR
-from nmf_lab.describe import UiLinks, ui_links
-from nmf_lab.tracking import (
+from nmf_lab.presentation.describe import UiLinks, ui_links
+from nmf_lab.tracking.runs import (
     TAG_PREFIX,
     StoredRun,
     TrackingUnavailable,
@@ -43,7 +42,7 @@ from nmf_lab.tracking import (
     tracked_run,
 )
 
-SECTIONS_FILE = CONF_DIR / "report" / "sections.yaml"
+SECTIONS_FILE = Path(__file__).resolve().parents[2] / "conf" / "report" / "sections.yaml"
 """The built-in list of sections."""
 
 REPORT_EXPERIMENT = "report"

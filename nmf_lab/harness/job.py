@@ -17,11 +17,11 @@ from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 
-from nmf_lab import describe
-from nmf_lab.config import HARNESS_KEYS, Config, ConfigError, load_study, run_params
-from nmf_lab.inits import INITS
-from nmf_lab.processes import process_tags
-from nmf_lab.tracking import (
+from nmf_lab.core.inits import INITS
+from nmf_lab.harness.config import HARNESS_KEYS, Config, ConfigError, load_study, run_params
+from nmf_lab.harness.processes import process_tags
+from nmf_lab.presentation import describe
+from nmf_lab.tracking.runs import (
     FAILED,
     FINISHED,
     TAG_PREFIX,
@@ -44,7 +44,7 @@ from nmf_lab.tracking import (
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The project's root: its git commit is what a run records."""
 
 PARENT_RUN_ENV = "NMF_LAB_PARENT_RUN_ID"
@@ -73,7 +73,7 @@ def run_job(
     In a sweep a failure is recorded (FAILED, with its traceback) and the status returned; outside a sweep
     it is re-raised. ``blas_threads`` limits the BLAS threads of the job (None: no limit). The ended run gets
     its description (:func:`describe_run`), and ``report`` (e.g. ``print``) is given the block that says
-    where the run is and what it measured (:func:`nmf_lab.describe.job_block`).
+    where the run is and what it measured (:func:`nmf_lab.presentation.describe.job_block`).
     """
     from threadpoolctl import threadpool_limits
 
@@ -142,7 +142,7 @@ def describe_run(
     error: BaseException | None = None,
     report: Callable[[str], None] | None = None,
 ) -> None:
-    """Write an ended run's description (:func:`nmf_lab.describe.run_note`: the study's task, how the run
+    """Write an ended run's description (:func:`nmf_lab.presentation.describe.run_note`: the study's task, how the run
     was made, its headline metrics and figures, the error of a failed run) and give ``report`` its console
     block. A failure here is logged, never raised: the run itself is done."""
     try:
@@ -221,7 +221,7 @@ def locate_data(settings: Config) -> None:
 
 def check_rank(settings: Config) -> None:
     """An SVD-based initial guess needs d <= min(m, n); a data loader may tell (m, n) without reading its data
-    (``matrix_shape``). Raises :class:`~nmf_lab.config.ConfigError` naming the rank."""
+    (``matrix_shape``). Raises :class:`~nmf_lab.harness.config.ConfigError` naming the rank."""
     shape = getattr(settings.data, "matrix_shape", None)
     if shape is not None and settings.init in SVD_INITS and settings.rank > min(shape):
         raise ConfigError(
@@ -256,7 +256,7 @@ def config_digest(cfg: DictConfig) -> str:
 
 
 def log_config(run: RunLog, cfg: DictConfig) -> None:
-    """The params the run used (:func:`nmf_lab.config.run_params`) and the whole resolved config as the
+    """The params the run used (:func:`nmf_lab.harness.config.run_params`) and the whole resolved config as the
     artifact ``config.yaml``."""
     run.log_params(run_params(cfg))
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

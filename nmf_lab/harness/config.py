@@ -26,10 +26,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nmf_lab.errors import InvalidOption
-from nmf_lab.solvers import get_solver, solver_names
+from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.solvers import get_solver, solver_names
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The project's ``conf/`` folder (the package is installed editable, from the project's own files)."""
 
 
@@ -112,7 +112,7 @@ class SweepConfig:
 class ExperimentConfig:
     """``experiment/``: the study that runs the job, a module named by its dotted path (``experiments.images``)
     with ``run(settings, run)`` and optionally ``summarize(children, parent)``, ``SETTINGS`` (its own config
-    nodes) and ``check(settings)`` (raises :class:`~nmf_lab.errors.InvalidOption` naming the full key of a
+    nodes) and ``check(settings)`` (raises :class:`~nmf_lab.core.errors.InvalidOption` naming the full key of a
     config it cannot run)."""
 
     study: str = MISSING
@@ -121,7 +121,7 @@ class ExperimentConfig:
 @dataclass
 class Config:
     """The whole job: the study, what it factorizes (``data``) with how many components, from which initial
-    guess (``init``: a name of :data:`nmf_lab.inits.INITS`) and which seed."""
+    guess (``init``: a name of :data:`nmf_lab.core.inits.INITS`) and which seed."""
 
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     data: Any = None
@@ -135,7 +135,7 @@ class Config:
     blas_threads: int | None = None
 
     def check(self) -> None:
-        from nmf_lab.inits import INITS
+        from nmf_lab.core.inits import INITS
 
         _require(self.rank >= 1, "rank", self.rank, "the number of components d must be >= 1")
         _require(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")

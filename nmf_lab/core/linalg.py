@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmf_lab.nmf import _check_int
+from nmf_lab.core.validation import check_int
 
 
 def truncated_svd(A: np.ndarray, rank: int) -> np.ndarray:
@@ -15,7 +15,7 @@ def truncated_svd(A: np.ndarray, rank: int) -> np.ndarray:
     min(m, n) gives ``A`` itself. Returns an m x n float64 array.
     """
     A = _as_matrix(A)
-    rank = _check_int("rank", rank, minimum=1)
+    rank = check_int("rank", rank, minimum=1)
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     return (U[:, :rank] * s[:rank]) @ Vt[:rank]
 

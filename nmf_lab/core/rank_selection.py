@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmf_lab.nmf import NMFResult, fit_nmf
+from nmf_lab.core.nmf import NMFResult, fit_nmf
 
 __all__ = ["RULES", "RankSelection", "cross_validate_rank", "heldout_error", "heldout_folds", "select_rank"]
 

@@ -3,13 +3,13 @@
 A :class:`Denoiser` holds one basis ``W`` (m x d, m = h * w * c) or several (an ensemble, whose projections are
 averaged), the image shape and whether to post-process. For noisy images ``A_noisy`` (m x n, one per column)
 it computes, per basis, the non-negative coefficients ``H = argmin_{H >= 0} ||A_noisy - W H||_F``
-(:func:`nmf_lab.transform.transform`) and returns ``X = mean_k W_k H_k``, post-processed (:func:`postprocess`).
+(:func:`nmf_lab.core.transform.transform`) and returns ``X = mean_k W_k H_k``, post-processed (:func:`postprocess`).
 Images the basis has never seen are denoised the same way as the ones it was fitted to.
 
 Images travel as an array (n, h, w, channels) in [0, 1], like a run's data set: the colour channels, and for
 a data set with alpha (the CryptoPunks) a last channel with the opacity. Alpha is not denoised: it says which
 pixels are transparent (alpha 0), whose colours post-processing sets to 0, and is returned unchanged.
-NumPy only: a model server (:mod:`nmf_lab.model`) stores the arrays of :meth:`Denoiser.arrays`.
+NumPy only: a model server (:mod:`nmf_lab.tracking.model`) stores the arrays of :meth:`Denoiser.arrays`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmf_lab.transform import transform
+from nmf_lab.core.transform import transform
 
 
 def postprocess(X: np.ndarray, opaque: np.ndarray | None) -> np.ndarray:
@@ -54,7 +54,7 @@ class Denoiser:
         alpha: whether images carry an alpha channel after their colours (input and output).
         postprocess: apply :func:`postprocess` (clip to [0, 1], clear the transparent pixels); without it the
             projection is returned as it is (it may exceed 1 slightly).
-        solver, max_iter, tol: the options of :func:`~nmf_lab.transform.transform`.
+        solver, max_iter, tol: the options of :func:`~nmf_lab.core.transform.transform`.
         keep_zeros: also set to 0 every entry that is 0 in the noisy input: the noise model never moves a zero
             entry (spec 6.1), so a noisy 0 is almost always a clean 0 (``experiments.denoise_best``).
     """

@@ -19,13 +19,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nmf_lab.config import CONF_DIR, experiment_name, register_configs, validate
-from nmf_lab.job import USER_ERRORS, check_data, run_job, stop
-from nmf_lab.processes import run_in_child
-from nmf_lab.progress import PROGRESS_ENV
-from nmf_lab.summary import summarize_sweep
-from nmf_lab.sweep import describe_sweep
-from nmf_lab.tracking import (
+from nmf_lab.harness.config import CONF_DIR, experiment_name, register_configs, validate
+from nmf_lab.harness.job import USER_ERRORS, check_data, run_job, stop
+from nmf_lab.harness.processes import run_in_child
+from nmf_lab.harness.progress import PROGRESS_ENV
+from nmf_lab.harness.summary import summarize_sweep
+from nmf_lab.harness.sweep import describe_sweep
+from nmf_lab.tracking.runs import (
     FAILED,
     TrackingUnavailable,
     import_store,
@@ -42,7 +42,8 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> str:
     """Validate the composed config and find the data, then run the selected experiment as one tracked job and
-    print where its run is and what it measured. A user's error stops it with one line (:func:`nmf_lab.job.stop`)."""
+    print where its run is and what it measured. A user's error stops it with one line
+    (:func:`nmf_lab.harness.job.stop`)."""
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     raise_interrupted_on_sigterm()
@@ -63,7 +64,7 @@ def main(cfg: DictConfig) -> str:
             report=functools.partial(print, flush=True),
         )
         # In joblib's pool a job runs in a child of its worker: a job killed outright leaves the pool and the
-        # other jobs alive (nmf_lab.processes), and the sweep's summary ends its run FAILED.
+        # other jobs alive (nmf_lab.harness.processes), and the sweep's summary ends its run FAILED.
         if "joblib" not in str(hydra_config.launcher.get("_target_", "")).lower():
             return job()
         import_store(settings.tracking.uri)  # once per worker, not once per job

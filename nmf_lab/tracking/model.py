@@ -1,13 +1,13 @@
-"""The denoiser (:class:`nmf_lab.denoiser.Denoiser`) as an MLflow pyfunc model: logged with a run, loaded by
+"""The denoiser (:class:`nmf_lab.core.denoiser.Denoiser`) as an MLflow pyfunc model: logged with a run, loaded by
 ``mlflow.pyfunc.load_model`` and served by ``mlflow models serve``.
 
 The model holds no pickle: its data is ``data/denoiser.npz`` (the bases W and the settings,
-:meth:`~nmf_lab.denoiser.Denoiser.arrays`) and this module is its loader (``loader_module``), so loading it
+:meth:`~nmf_lab.core.denoiser.Denoiser.arrays`) and this module is its loader (``loader_module``), so loading it
 needs nmf-lab installed (``--env-manager local`` when serving). ``predict`` takes a float array
 (n, h, w, channels) in [0, 1], like the run's data set (the CryptoPunks: RGBA, alpha last, 0 = transparent),
-and returns the denoised images in the same shape (:meth:`~nmf_lab.denoiser.Denoiser.denoise_images`).
+and returns the denoised images in the same shape (:meth:`~nmf_lab.core.denoiser.Denoiser.denoise_images`).
 
-With :mod:`nmf_lab.tracking`, the only module that imports mlflow: model logging needs MLflow's model API.
+With :mod:`nmf_lab.tracking.runs`, the only module that imports mlflow: model logging needs MLflow's model API.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
-from nmf_lab.denoiser import Denoiser
-from nmf_lab.tracking import RunLog
+from nmf_lab.core.denoiser import Denoiser
+from nmf_lab.tracking.runs import RunLog
 
 MODEL_NAME = "denoiser"
 """The name of the model a denoising run logs: ``runs:/<run id>/denoiser``."""

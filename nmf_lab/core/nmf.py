@@ -1,21 +1,29 @@
 """Non-negative matrix factorization ``A ~ W H`` (spec section 2.3): the entry point :func:`fit_nmf`.
 
 Shapes follow the spec: ``A`` is m x n with one sample (image) per column, ``W`` is m x d, ``H`` is d x n.
-Every input is validated here, at the boundary; the solvers in :mod:`nmf_lab.solvers` assume valid input.
+Every input is validated here, at the boundary; the solvers in :mod:`nmf_lab.core.solvers` assume valid input.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmf_lab.inits import INITS, initial_factors
-from nmf_lab.solvers import Products, component_floor, get_solver, solver_names
+from nmf_lab.core.inits import INITS, initial_factors
+from nmf_lab.core.solvers import Products, component_floor, get_solver, solver_names
+from nmf_lab.core.validation import (
+    check_data,
+    check_dtype,
+    check_int,
+    check_mask,
+    check_matrix,
+    check_non_negative,
+    is_real,
+)
 
 EXACT_SIZE = 1024
 """Up to this many entries in ``A`` (m n), every error is the exact norm ``||A - W H||_F`` (see
@@ -96,17 +104,17 @@ def fit_nmf(
             where ``A`` is observed, with at least one True in every row and every column
             (:func:`check_mask`). The fit then minimises ``||M * (A - W H)||_F``: the entries outside the
             mask are ignored (changing them changes nothing), and ``W H`` fills them in. Every built-in
-            solver supports masks (:mod:`nmf_lab.solvers` describes each one's masked algorithm); a solver
+            solver supports masks (:mod:`nmf_lab.core.solvers` describes each one's masked algorithm); a solver
             whose registry entry has ``supports_mask=False`` is refused a mask, even an all-True one. An
             all-True mask is treated as ``None``: the result is the unmasked one, bit for bit.
-        solver: the update rule, a registered name (:func:`nmf_lab.solvers.solver_names`): ``"mu"``
+        solver: the update rule, a registered name (:func:`nmf_lab.core.solvers.solver_names`): ``"mu"``
             (Algorithm 1), ``"hals"``, ``"ahals"`` (accelerated HALS) or ``"ahals_extrapolated"`` (accelerated
-            HALS with extrapolation and restarts, the fastest), or a plug-in; see :mod:`nmf_lab.solvers`.
+            HALS with extrapolation and restarts, the fastest), or a plug-in; see :mod:`nmf_lab.core.solvers`.
         max_iter: the largest number of iterations, >= 0.
         seed: seed of the initial guess of ``"random"`` and ``"nndsvdar"`` (ignored by the other inits and
             when ``init`` is a pair), an integer >= 0.
-        init: the initial factors: a name of :data:`nmf_lab.inits.INITS`, ``"random"`` (the default, see
-            below), ``"nndsvd"``, ``"nndsvda"`` or ``"nndsvdar"`` (:func:`nmf_lab.inits.initial_factors`,
+        init: the initial factors: a name of :data:`nmf_lab.core.inits.INITS`, ``"random"`` (the default, see
+            below), ``"nndsvd"``, ``"nndsvda"`` or ``"nndsvdar"`` (:func:`nmf_lab.core.inits.initial_factors`,
             given the mask), or a pair ``(W0, H0)`` (m x d and d x n, non-negative, finite, neither all
             zero), copied, never modified. ``None`` means ``"random"``, as it did before names existed.
         dtype: the dtype of the factors and of the products: ``None`` (float32 if ``A`` is float32, else
@@ -127,7 +135,7 @@ def fit_nmf(
             ``"ahals_extrapolated"``. E.g. ``fit_nmf(A, 8, delta=1e-6)``,
             ``fit_nmf(A, 8, solver="ahals", alpha=1.0)``.
 
-    The random initial guess is the contract of :func:`nmf_lab.inits.random_init`: ``rng =
+    The random initial guess is the contract of :func:`nmf_lab.core.inits.random_init`: ``rng =
     np.random.default_rng(seed)``, ``W0 = rng.uniform(0, 1, size=(m, d))``, then ``H0 = rng.uniform(0, 1,
     size=(d, n))``, both multiplied by ``sqrt(mean(A) / d)``; with a mask ``mean(A)`` is the mean of the
     observed entries.
@@ -137,13 +145,13 @@ def fit_nmf(
     more work). The projected gradient keeps the entries where the factor is above its lower bound or the
     gradient is negative (a step into the feasible set would lower f); entries at the bound with a
     non-negative gradient are optimal and count as zero. The bound is the floor of the HALS solvers
-    (:func:`nmf_lab.solvers.component_floor`, ``eps * sqrt(mean(A) / d)``). The test is made at the initial
+    (:func:`nmf_lab.core.solvers.component_floor`, ``eps * sqrt(mean(A) / d)``). The test is made at the initial
     guess (as given, before any rescaling by a solver) and after every iteration; ``"mu"`` approaches
     zero entries only slowly, so it can take long to meet a small ``tol`` (Lin 2007). In float32 the
     gradient carries rounding of about 1e-6 relative, so ``tol`` much below 1e-5 may never be met. With a
     mask, ``f = ||M * (A - WH)||_F^2 / 2``, ``grad_W f = (M * WH) H^T - (M * A) H^T`` and ``grad_H f =
     W^T (M * WH) - W^T (M * A)``, and the mean in the bound is over the observed entries; the products a
-    masked solver does not yield at the iterate (:class:`nmf_lab.solvers.Products`: ``mu`` lacks
+    masked solver does not yield at the iterate (:class:`nmf_lab.core.solvers.Products`: ``mu`` lacks
     ``(M * WH) H^T``, the HALS solvers ``W^T (M * WH)``) are computed afresh, two more products with m x n
     matrices per iteration, only when ``tol > 0``.
 
@@ -163,13 +171,13 @@ def fit_nmf(
     Raises:
         ValueError: for any invalid argument, with a message naming the value and what is valid; for an
             option the solver does not have, naming it and the solver's options; for an invalid option
-            value, :class:`nmf_lab.errors.InvalidOption` (a ValueError) naming the option; for a mask given
+            value, :class:`nmf_lab.core.errors.InvalidOption` (a ValueError) naming the option; for a mask given
             to a solver that does not support masks.
     """
-    A = _check_matrix(A)
+    A = check_matrix(A)
     mask = check_mask(mask, A.shape)
-    rank = _check_int("rank", rank, minimum=1)
-    max_iter = _check_int("max_iter", max_iter, minimum=0)
+    rank = check_int("rank", rank, minimum=1)
+    max_iter = check_int("max_iter", max_iter, minimum=0)
     entry = get_solver(solver)
     if mask is not None and not entry.supports_mask:
         supporting = [name for name in solver_names() if get_solver(name).supports_mask]
@@ -178,14 +186,14 @@ def fit_nmf(
             f"solvers that do: {', '.join(supporting)}"
         )
     options = entry.resolve_options(options)
-    seed = _check_int("seed", seed, minimum=0)
+    seed = check_int("seed", seed, minimum=0)
     if mask is not None and mask.all():
         mask = None  # every entry observed: the unmasked fit, bit for bit
-    A = _checked_data(A, mask)
-    A = A.astype(_check_dtype(dtype, A), copy=False)
-    if not _is_real(tol) or not np.isfinite(tol) or tol < 0:
+    A = check_data(A, mask)
+    A = A.astype(check_dtype(dtype, A.dtype), copy=False)
+    if not is_real(tol) or not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 turns the stopping rule off), got {tol!r}")
-    if time_limit is not None and (not _is_real(time_limit) or not time_limit > 0):
+    if time_limit is not None and (not is_real(time_limit) or not time_limit > 0):
         raise ValueError(f"time_limit must be None or a number of seconds > 0, got {time_limit!r}")
     if init is None or isinstance(init, str):
         W, H = initial_factors(A, rank, "random" if init is None else init, seed, mask)
@@ -243,115 +251,6 @@ def fit_nmf(
     )
 
 
-def check_mask(mask, shape: tuple[int, int]) -> np.ndarray | None:
-    """Return ``mask`` (True where ``A`` is observed) as a boolean array, or raise ``ValueError``.
-
-    ``None`` (every entry observed) stays ``None``. Otherwise ``mask`` must be a NumPy array of dtype bool
-    (an int or float array is refused: 0/1 weights are not a mask) of ``shape``, the shape of ``A``, with at
-    least one True in every row and every column (a row or column with no observed entry leaves its row of
-    W or column of H undetermined). The array is returned as it is, never copied or modified.
-    """
-    if mask is None:
-        return None
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(f"mask must be None or a NumPy array of dtype bool, got {type(mask).__name__}")
-    if mask.dtype != np.bool_:
-        raise ValueError(
-            f"mask must be a NumPy array of dtype bool (True where A is observed), got dtype {mask.dtype}; "
-            f"convert 0/1 values with mask.astype(bool)"
-        )
-    shape = tuple(shape)
-    if mask.shape != shape:
-        raise ValueError(f"mask must have the shape of A, {shape}, got {mask.shape}")
-    for axis, what in ((1, "row"), (0, "column")):
-        empty = np.flatnonzero(~mask.any(axis=axis))
-        if empty.size:
-            first = ", ".join(map(str, empty[:5])) + (", ..." if empty.size > 5 else "")
-            raise ValueError(
-                f"mask leaves {empty.size} {what}{'s' if empty.size > 1 else ''} of A with no observed entry "
-                f"({what} indices {first}); every row and every column needs at least one True"
-            )
-    return mask
-
-
-def check_data(A, mask=None) -> np.ndarray:
-    """Return ``A`` as a float array fit for NMF, or raise ``ValueError`` saying what is wrong with it.
-
-    With a ``mask`` (validated by :func:`check_mask` against ``A``'s shape) only the observed entries are
-    checked (finite, >= 0, not all zero); the entries outside the mask may be anything, NaN included, and are
-    set to 0 in the returned array, a copy (the caller's array is never modified).
-    """
-    A = _check_matrix(A)
-    return _checked_data(A, check_mask(mask, A.shape))
-
-
-def _check_matrix(A) -> np.ndarray:
-    """``A`` as an array, if it is a non-empty 2-D array of real numbers (its values are not looked at)."""
-    A = np.asarray(A)
-    if A.dtype.kind not in "biuf":
-        raise ValueError(f"A must hold real numbers, got an array of dtype {A.dtype}")
-    if A.ndim != 2:
-        raise ValueError(f"A must be a 2-D matrix (m x n), got an array of shape {A.shape}")
-    if A.size == 0:
-        raise ValueError(f"A is empty (shape {A.shape}): it needs at least one row and one column")
-    return A
-
-
-def _checked_data(A: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """:func:`check_data` of a real 2-D non-empty ``A`` and a checked ``mask``."""
-    dtype = np.float32 if A.dtype == np.float32 else np.float64
-    if mask is None:
-        A = A.astype(dtype, copy=False)
-        _check_non_negative("A", A)
-        if not np.any(A):
-            raise ValueError("A is all zeros: its only factorization is W H = 0, there is nothing to fit")
-        return A
-    A = np.where(mask, A, 0).astype(dtype, copy=False)  # always a new array
-    _check_non_negative("A", A, where="inside the mask")
-    if not np.any(A):
-        raise ValueError("A is all zeros on the observed entries (the mask): there is nothing to fit")
-    return A
-
-
-def _check_non_negative(name: str, X: np.ndarray, *, where: str = "") -> None:
-    finite = np.isfinite(X)
-    at = f" {where}" if where else ""
-    if not finite.all():
-        n_nan = int(np.isnan(X).sum())
-        n_inf = X.size - int(finite.sum()) - n_nan
-        raise ValueError(f"{name} has {n_nan} NaN and {n_inf} infinite entries{at}; all entries{at} must be finite")
-    negative = X < 0
-    if negative.any():
-        raise ValueError(
-            f"{name} has {int(negative.sum())} negative entries{at} (minimum {X.min():.6g}); "
-            f"NMF needs every entry{at} >= 0"
-        )
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_dtype(dtype, A: np.ndarray) -> np.dtype:
-    """The dtype of the factors: ``A``'s own (float32 or float64) for None, else float32 or float64."""
-    if dtype is None:
-        return A.dtype
-    try:
-        resolved = np.dtype(dtype)
-    except (TypeError, ValueError):
-        resolved = None  # not a dtype at all (comparing None with a dtype would mean float64)
-    if resolved is None or resolved.type not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
-    return resolved
-
-
-def _check_int(name: str, value, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(value)
-
-
 def _check_init(init, A: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         W0, H0 = init
@@ -365,7 +264,7 @@ def _check_init(init, A: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]
             raise ValueError(
                 f"init {name} must have shape {shape} for A of shape {A.shape} and rank {rank}, got {X.shape}"
             )
-        _check_non_negative(f"init {name}", X)
+        check_non_negative(f"init {name}", X)
         if not np.any(X):
             raise ValueError(
                 f"init {name} is all zeros: the multiplicative updates keep zero entries at zero, so the "
@@ -436,7 +335,7 @@ class _ErrorTracker:
 class _MaskedErrorTracker:
     """``||M * (A - W H)||_F`` at every iterate, accumulated in float64 (``A`` is 0 outside the mask ``M``).
 
-    As :class:`_ErrorTracker`, with the products of a masked iteration (:class:`nmf_lab.solvers.Products`):
+    As :class:`_ErrorTracker`, with the products of a masked iteration (:class:`nmf_lab.core.solvers.Products`):
     ``||M * (A - WH)||^2 = ||M * A||^2 - 2 <W^T A, H> + <W^T P, H>`` (``P = M * WH``) from ``WtA`` and
     ``WtP``, or ``= ||M * A||^2 - 2 <A H^T, W> + <P H^T, W>`` from ``AHt`` and ``PHt``, in O((m + n) d);
     the exact norm (one product ``W H`` and three passes over m x n numbers) up to :data:`EXACT_SIZE`
@@ -486,7 +385,7 @@ class _ProjectedGradient:
 
     ``grad_W = W (H H^T) - A H^T`` (m x d) and ``grad_H = (W^T W) H - W^T A`` (d x n) cost O((m + n) d^2)
     given the products. An entry counts unless its factor entry is at the lower bound (the HALS floor,
-    :func:`nmf_lab.solvers.component_floor`) and its gradient is >= 0. With a mask, ``f = ||M * (A -
+    :func:`nmf_lab.core.solvers.component_floor`) and its gradient is >= 0. With a mask, ``f = ||M * (A -
     WH)||_F^2 / 2``, ``grad_W = P H^T - A H^T`` and ``grad_H = W^T P - W^T A`` with ``P = M * WH``; the
     products the solver did not yield are computed here (``P`` once, then the missing products with it).
     """

@@ -4,7 +4,7 @@ down nothing else.
 
 A job that is killed outright cannot end its own run, which then stays RUNNING: the sweep's summary finds such
 orphans with :func:`process_gone` and ends them FAILED, or KILLED when the sweep itself was interrupted
-(:func:`nmf_lab.summary.end_orphans`).
+(:func:`nmf_lab.harness.summary.end_orphans`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Hydra callback of a multirun: a sweep is one parent run whose children are its jobs.
 
 :class:`SweepCallback` (configured under ``hydra.callbacks``) validates every job of a multirun, opens the
-parent run before the first job and writes the summary (:mod:`nmf_lab.summary`) after the last.
+parent run before the first job and writes the summary (:mod:`nmf_lab.harness.summary`) after the last.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import os
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from nmf_lab import describe
-from nmf_lab.config import Config, ConfigError, experiment_name, job_config, load_study, run_params, validate
-from nmf_lab.job import (
+from nmf_lab.harness.config import Config, ConfigError, experiment_name, job_config, load_study, run_params, validate
+from nmf_lab.harness.job import (
     PARENT_RUN_ENV,
     PROJECT_DIR,
     STUDY_TAG,
@@ -28,8 +27,9 @@ from nmf_lab.job import (
     study_experiment_note,
     study_tags,
 )
-from nmf_lab.summary import end_orphans, summarize_sweep
-from nmf_lab.tracking import (
+from nmf_lab.harness.summary import end_orphans, summarize_sweep
+from nmf_lab.presentation import describe
+from nmf_lab.tracking.runs import (
     FAILED,
     FINISHED,
     KILLED,
@@ -133,7 +133,7 @@ class SweepCallback(Callback):
 
     def _kill_if_unfinished(self) -> None:
         """At exit after an interruption: the parent of an unfinished sweep ends as KILLED, and so do its children
-        whose process died, e.g. stopped by joblib with its workers (:func:`nmf_lab.summary.end_orphans`)."""
+        whose process died, e.g. stopped by joblib with its workers (:func:`nmf_lab.harness.summary.end_orphans`)."""
         if self.client is None or self.parent_run_id is None:
             return
         if run_status(self.client, self.parent_run_id) == RUNNING:
@@ -142,9 +142,9 @@ class SweepCallback(Callback):
 
 
 def describe_sweep(client, parent_run_id: str, varied: list[str]) -> str:
-    """Write a sweep parent's description from the store (:func:`nmf_lab.describe.sweep_note`: its jobs with
-    the ``varied`` params, status and headline metrics, the study's summary tables and figures) and return
-    the block the CLI prints (:func:`nmf_lab.describe.sweep_block`)."""
+    """Write a sweep parent's description from the store (:func:`nmf_lab.presentation.describe.sweep_note`: its
+    jobs with the ``varied`` params, status and headline metrics, the study's summary tables and figures) and return
+    the block the CLI prints (:func:`nmf_lab.presentation.describe.sweep_block`)."""
     parent = StoredRun.load(client, parent_run_id)
     children = child_runs(client, parent_run_id)
     study_name = parent.tags.get(STUDY_TAG, "")

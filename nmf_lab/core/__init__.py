@@ -1,0 +1,1 @@
+"""The numerics core: NumPy only (the solvers, the fit, initialisation, projection, noise, metrics)."""

@@ -1,0 +1,1 @@
+"""Presentation: what a person reads (descriptions, figures, the report)."""
