@@ -42,7 +42,8 @@ def fit_options(settings) -> dict:
 
 def fit_and_log(A: np.ndarray, settings, run, mask: np.ndarray | None = None) -> NMFResult:
     """Fit ``A`` (m x n) as :func:`fit` does and log what every NMF run logs
-    (:meth:`nmf_lab.tracking.runs.RunLog.log_factorization`, plus ``figures/error_curve.png``). Returns the result."""
+    (:meth:`nmf_lab.tracking.run_log.RunLog.log_factorization`, plus ``figures/error_curve.png``). Returns the
+    result."""
     from nmf_lab.presentation.figures import error_curves
 
     result = fit(A, settings, mask)

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from nmf_lab.presentation.describe import MODEL_TRAINING_VIEW
-from nmf_lab.tracking.runs import FINISHED
+from nmf_lab.tracking.lifecycle import FINISHED
 
 from helpers import runs_of
 from services import chromium, mlflow_server, screenshot

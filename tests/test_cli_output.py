@@ -19,7 +19,9 @@ from nmf_lab.data.punks import CACHE_ENV, PATH_ENV
 from nmf_lab.harness.config import CONF_DIR, ConfigError, job_config, register_configs, validate
 from nmf_lab.harness.job import DataUnavailable, check_data
 from nmf_lab.presentation import describe
-from nmf_lab.tracking.runs import EXPERIMENT_KIND_TAG, FINISHED, MODEL_TRAINING_KIND, image_width
+from nmf_lab.tracking.lifecycle import FINISHED
+from nmf_lab.tracking.store import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+from nmf_lab.tracking.stored import image_width
 
 from helpers import runs_of
 from services import free_port
@@ -27,7 +29,7 @@ from services import free_port
 
 @dataclass
 class Run:
-    """A run as the describe module reads it (what :class:`nmf_lab.tracking.runs.StoredRun` gives)."""
+    """A run as the describe module reads it (what :class:`nmf_lab.tracking.stored.StoredRun` gives)."""
 
     run_id: str
     name: str = ""

@@ -16,7 +16,8 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from nmf_lab.data.toy import TOY_MATRICES
-from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED, resolve_tracking_uri, tracked_run
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, KILLED, tracked_run
+from nmf_lab.tracking.store import resolve_tracking_uri
 
 from helpers import artifact_paths, load_array, load_text, runs_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nmf_lab.tracking.runs import FINISHED
+from nmf_lab.tracking.lifecycle import FINISHED
 
 from helpers import artifact_paths, load_text, runs_of
 

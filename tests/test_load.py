@@ -13,7 +13,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nmf_lab.tracking.runs import FINISHED
+from nmf_lab.tracking.lifecycle import FINISHED
 
 from helpers import runs_of
 

@@ -12,8 +12,9 @@ from nmf_lab.core.metrics import psnr
 from nmf_lab.core.noise import add_noise
 from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
+from nmf_lab.tracking.lifecycle import FINISHED, tracked_run
 from nmf_lab.tracking.model import MODEL_NAME, log_denoiser
-from nmf_lab.tracking.runs import FINISHED, get_experiment_id, tracked_run
+from nmf_lab.tracking.store import get_experiment_id
 
 from helpers import load_array, runs_of
 

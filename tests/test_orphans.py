@@ -18,7 +18,7 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from nmf_lab.harness.processes import HOST_TAG, PID_START_TAG, PID_TAG, SLURM_JOB_TAG, process_gone, process_tags
-from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED, PROCESS_DIED_TAG, RUNNING, tracked_run
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, KILLED, PROCESS_DIED_TAG, RUNNING, tracked_run
 
 from helpers import load_text, runs_of
 

@@ -15,7 +15,8 @@ from PIL import Image
 
 from nmf_lab.harness.config import CONF_DIR
 from nmf_lab.presentation.report import NOTE_TAG, ReportError, build_report, load_sections, main
-from nmf_lab.tracking.runs import FAILED, FINISHED, end_run, get_experiment_id, tracked_run
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, end_run, tracked_run
+from nmf_lab.tracking.store import get_experiment_id
 
 from helpers import artifact_paths, load_text
 from services import mlflow_server

@@ -15,7 +15,7 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from nmf_lab.tracking.runs import FAILED, FINISHED
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED
 
 from helpers import artifact_paths, load_array, load_text, runs_of
 from services import free_port, mlflow_server
@@ -82,7 +82,7 @@ def not_mlflow(tmp_path):
 def test_an_unreachable_or_wrong_server_fails_fast_naming_the_uri(
     run_job, run_cli, client, experiment_name, not_mlflow
 ):
-    from nmf_lab.tracking.runs import TrackingUnavailable
+    from nmf_lab.tracking.store import TrackingUnavailable
 
     for uri in ("http://127.0.0.1:9", not_mlflow):
         with pytest.raises(TrackingUnavailable, match=re.escape(uri)):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from nmf_lab.harness.processes import SLURM_JOB_TAG
-from nmf_lab.tracking.runs import FAILED, FINISHED, KILLED
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, KILLED
 
 from helpers import artifact_paths, load_text, runs_of
 from services import slurm_cluster

@@ -20,7 +20,8 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from nmf_lab.tracking.runs import FINISHED, TrackingUnavailable
+from nmf_lab.tracking.lifecycle import FINISHED
+from nmf_lab.tracking.store import TrackingUnavailable
 
 from helpers import artifact_paths, load_text, runs_of
 from services import mlflow_server, postgres, service_dir, unavailable

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 FAILED = "FAILED"
 """What a job that ended without a result returns to the sweep: the status its run ends with
-(:data:`nmf_lab.tracking.runs.FAILED`; not imported, so that Hydra's plugin scan at every start imports no MLflow)."""
+(:data:`nmf_lab.tracking.lifecycle.FAILED`; not imported, so that Hydra's plugin scan at every start imports no
+MLflow)."""
 
 
 if SubmititSlurmLauncher is not None:

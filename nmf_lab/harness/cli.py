@@ -25,14 +25,9 @@ from nmf_lab.harness.processes import run_in_child
 from nmf_lab.harness.progress import PROGRESS_ENV
 from nmf_lab.harness.summary import summarize_sweep
 from nmf_lab.harness.sweep import describe_sweep
-from nmf_lab.tracking.runs import (
-    FAILED,
-    TrackingUnavailable,
-    import_store,
-    open_client,
-    raise_interrupted_on_sigterm,
-    run_exists,
-)
+from nmf_lab.tracking.lifecycle import FAILED, raise_interrupted_on_sigterm
+from nmf_lab.tracking.store import TrackingUnavailable, import_store, open_client
+from nmf_lab.tracking.stored import run_exists
 
 if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
     sys.path.append(os.getcwd())

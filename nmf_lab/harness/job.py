@@ -21,25 +21,23 @@ from nmf_lab.core.inits import INITS
 from nmf_lab.harness.config import HARNESS_KEYS, Config, ConfigError, load_study, run_params
 from nmf_lab.harness.processes import process_tags
 from nmf_lab.presentation import describe
-from nmf_lab.tracking.runs import (
-    FAILED,
-    FINISHED,
-    TAG_PREFIX,
-    RunLog,
-    StoredRun,
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, tracked_run
+from nmf_lab.tracking.provenance import provenance_tags
+from nmf_lab.tracking.run_log import TAG_PREFIX, RunLog, set_description
+from nmf_lab.tracking.store import (
     TrackingUnavailable,
-    artifact_files,
     describe_experiment,
     experiment_name_of,
-    finished_run_with_tag,
     get_experiment_id,
-    image_width,
     open_client,
-    provenance_tags,
+)
+from nmf_lab.tracking.stored import (
+    StoredRun,
+    artifact_files,
+    finished_run_with_tag,
+    image_width,
     read_text_artifact,
     run_experiment_id,
-    set_description,
-    tracked_run,
 )
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from nmf_lab.harness.config import ConfigError, load_study, typed_config
 from nmf_lab.harness.job import STUDY_TAG
 from nmf_lab.harness.processes import process_gone
-from nmf_lab.tracking.runs import FAILED, FINISHED, RUNNING, RunLog, StoredRun, child_runs, end_orphan
+from nmf_lab.tracking.lifecycle import FAILED, FINISHED, RUNNING, end_orphan
+from nmf_lab.tracking.run_log import RunLog
+from nmf_lab.tracking.stored import StoredRun, child_runs
 
 log = logging.getLogger(__name__)
 

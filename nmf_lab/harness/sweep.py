@@ -29,25 +29,20 @@ from nmf_lab.harness.job import (
 )
 from nmf_lab.harness.summary import end_orphans, summarize_sweep
 from nmf_lab.presentation import describe
-from nmf_lab.tracking.runs import (
+from nmf_lab.tracking.lifecycle import (
     FAILED,
     FINISHED,
     KILLED,
     RUNNING,
-    TAG_PREFIX,
-    StoredRun,
-    child_runs,
-    describe_experiment,
     end_run,
-    experiment_name_of,
-    get_experiment_id,
-    open_client,
-    provenance_tags,
     raise_interrupted_on_sigterm,
     run_status,
-    set_description,
     tracked_run,
 )
+from nmf_lab.tracking.provenance import provenance_tags
+from nmf_lab.tracking.run_log import TAG_PREFIX, set_description
+from nmf_lab.tracking.store import describe_experiment, experiment_name_of, get_experiment_id, open_client
+from nmf_lab.tracking.stored import StoredRun, child_runs
 
 SWEEP_TAG = TAG_PREFIX + "sweep"
 

@@ -1,10 +1,10 @@
 """What a person reads about runs: their descriptions in the MLflow UI (Markdown), the block the CLI prints when a
 job ends, the table of a sweep's children, and links into the MLflow UI.
 
-Plain text from plain values (a run as :class:`nmf_lab.tracking.runs.StoredRun` gives it: ``run_id``, ``name``,
-``status``, ``params``, ``metrics``, ``experiment_id``, ``artifact_uri``); the store is read and written by
-:mod:`nmf_lab.tracking.runs`. A study says which of its metrics are its headline with a module constant ``HEADLINE``
-(default :data:`DEFAULT_HEADLINE`); its task is the first paragraph of its module docstring.
+Plain text from plain values (a run as :class:`nmf_lab.tracking.stored.StoredRun` gives it: ``run_id``, ``name``,
+``status``, ``params``, ``metrics``, ``experiment_id``, ``artifact_uri``); the store is read and written by the
+tracking layer (:mod:`nmf_lab.tracking`). A study says which of its metrics are its headline with a module constant
+``HEADLINE`` (default :data:`DEFAULT_HEADLINE`); its task is the first paragraph of its module docstring.
 """
 
 from __future__ import annotations

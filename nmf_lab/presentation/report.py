@@ -30,17 +30,10 @@ from urllib.parse import unquote
 import markdown
 
 from nmf_lab.presentation.describe import UiLinks, ui_links
-from nmf_lab.tracking.runs import (
-    TAG_PREFIX,
-    StoredRun,
-    TrackingUnavailable,
-    artifact_files,
-    get_experiment_id,
-    latest_finished_run,
-    open_client,
-    read_artifact,
-    tracked_run,
-)
+from nmf_lab.tracking.lifecycle import tracked_run
+from nmf_lab.tracking.run_log import TAG_PREFIX
+from nmf_lab.tracking.store import TrackingUnavailable, get_experiment_id, open_client
+from nmf_lab.tracking.stored import StoredRun, artifact_files, latest_finished_run, read_artifact
 
 SECTIONS_FILE = Path(__file__).resolve().parents[2] / "conf" / "report" / "sections.yaml"
 """The built-in list of sections."""

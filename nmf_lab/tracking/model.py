@@ -7,7 +7,7 @@ needs nmf-lab installed (``--env-manager local`` when serving). ``predict`` take
 (n, h, w, channels) in [0, 1], like the run's data set (the CryptoPunks: RGBA, alpha last, 0 = transparent),
 and returns the denoised images in the same shape (:meth:`~nmf_lab.core.denoiser.Denoiser.denoise_images`).
 
-With :mod:`nmf_lab.tracking.runs`, the only module that imports mlflow: model logging needs MLflow's model API.
+Part of the tracking layer, the only one that imports mlflow: model logging needs MLflow's model API.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
 from nmf_lab.core.denoiser import Denoiser
-from nmf_lab.tracking.runs import RunLog
+from nmf_lab.tracking.run_log import RunLog
 
 MODEL_NAME = "denoiser"
 """The name of the model a denoising run logs: ``runs:/<run id>/denoiser``."""
