@@ -169,7 +169,7 @@ def test_a_study_that_fails_to_import_names_the_error(run_job, tmp_path, monkeyp
 @pytest.fixture
 def solver_plugin(tmp_path) -> Path:
     """An installed distribution, as pip leaves one: a module and a dist-info folder whose entry_points.txt
-    registers its solver in the group nmf_lab.core.solvers."""
+    registers its solver in the group nmf_lab.solvers."""
     site = tmp_path / "site"
     (site / "damped_solver-1.0.dist-info").mkdir(parents=True)
     (site / "damped_solver.py").write_text(SOLVER)
@@ -177,7 +177,7 @@ def solver_plugin(tmp_path) -> Path:
         "Metadata-Version: 2.1\nName: damped-solver\nVersion: 1.0\n"
     )
     (site / "damped_solver-1.0.dist-info" / "entry_points.txt").write_text(
-        "[nmf_lab.core.solvers]\ndamped_mu = damped_solver:SOLVER\n"
+        "[nmf_lab.solvers]\ndamped_mu = damped_solver:SOLVER\n"
     )
     return site
 

@@ -2,7 +2,7 @@
 factorizable matrix, an error curve that is exact for every reported iterate (and monotone where its registry
 entry says so), the stopping rules, float32 factors, and clear errors for bad arguments. Then the registry
 itself: the built-in entries and their options, solvers registered in-process, and solvers installed through
-the entry-point group ``nmf_lab.core.solvers``, found by the real importlib.metadata."""
+the entry-point group ``nmf_lab.solvers``, found by the real importlib.metadata."""
 
 from __future__ import annotations
 
@@ -545,7 +545,7 @@ def test_a_malformed_registry_entry_is_refused():
 
 
 # --------------------------------------------------------------------------------------------------------
-# Solvers installed through the entry-point group nmf_lab.core.solvers
+# Solvers installed through the entry-point group nmf_lab.solvers
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -577,7 +577,7 @@ def install(tmp_path, monkeypatch):
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0\n")
         lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[nmf_lab.core.solvers]\n{lines}")
+        (info / "entry_points.txt").write_text(f"[nmf_lab.solvers]\n{lines}")
         (site / f"{module}.py").write_text(textwrap.dedent(PLUGIN_MODULE.format(solver_name=solver_name)))
         modules.append(module)
         monkeypatch.syspath_prepend(str(site))
@@ -612,7 +612,7 @@ def test_entry_points_are_loaded_once(install):
 def test_an_entry_point_named_unlike_its_solver_is_a_clear_error(install):
     install("misnamed-dist", "misnamedpkg", "mytest2", {"othername": "misnamedpkg:SOLVER"})
     message = (
-        "entry point othername = 'misnamedpkg:SOLVER' of group 'nmf_lab.core.solvers' (distribution misnamed-dist) "
+        "entry point othername = 'misnamedpkg:SOLVER' of group 'nmf_lab.solvers' (distribution misnamed-dist) "
         "names a Solver called 'mytest2': the entry point's name must be the solver's name"
     )
     for _ in range(2):  # nothing is registered, and the next lookup says so again
