@@ -4,6 +4,7 @@ is summarized; ``nmf-lab-summary`` ends such runs too."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -104,12 +105,19 @@ def test_a_job_killed_under_joblib_ends_failed_and_its_siblings_finish(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c to the group", "sigterm to the command"])
-def test_an_interrupted_joblib_sweep_leaves_no_run_running(to_group, tracking_uri, client, experiment_name, tmp_path):
-    """Ctrl-C (SIGINT to the command's process group) or SIGTERM to the command alone while two long jobs run on
-    joblib's workers: the jobs that end their runs end KILLED, joblib kills its workers (SIGKILL) under those that
-    do not, and the exit of the sweep ends those KILLED too, as it does the parent. Without that, they stayed
-    RUNNING (and on SIGTERM the parent too)."""
+@pytest.mark.parametrize("how", ["ctrl-c to the group", "sigterm to the command", "a worker killed"])
+def test_an_interrupted_joblib_sweep_leaves_no_run_running_and_no_process(
+    how, tracking_uri, client, experiment_name, tmp_path
+):
+    """Ctrl-C (SIGINT to the command's process group), SIGTERM to the command alone, or SIGKILL to one of joblib's
+    workers while two long jobs run on them: the jobs that end their runs end KILLED, and the exit of the sweep
+    ends the others KILLED too, as it does the parent. Without that, they stayed RUNNING (and on SIGTERM the
+    parent too).
+
+    And no process outlives the sweep: none of the processes seen under it while it ran (its workers, their
+    forked jobs) and none of its session is left once it has exited. Joblib's workers ignore SIGTERM, and its
+    own kill of their process trees races with a worker forking its next job: such a job went on fitting for
+    37 minutes after pytest had ended."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -128,20 +136,34 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running(to_group, tracking_ur
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground command has
+        start_new_session=True,  # its own session and process group, as a terminal's foreground command has
     )
+    seen = {}  # every process seen under the sweep: pid -> (start time, command line)
     try:
         deadline = time.monotonic() + 300
         while len(running_children(client, experiment_name)) < 2:
             assert time.monotonic() < deadline and process.poll() is None, "the jobs never ran"
+            seen.update(process_tree(process.pid))
             time.sleep(0.3)
-        if to_group:
+        tree = process_tree(process.pid)
+        seen.update(tree)
+        jobs = [pid for pid, (_, line, parent) in tree.items() if parent != process.pid and "tracker" not in line]
+        assert len(jobs) >= 2, tree  # each running job is a fork of its worker
+        if how == "ctrl-c to the group":
             os.killpg(process.pid, signal.SIGINT)
-        else:
+        elif how == "sigterm to the command":
             process.send_signal(signal.SIGTERM)
+        else:
+            os.kill(tree[jobs[0]][2], signal.SIGKILL)  # the worker of a job
         output, _ = process.communicate(timeout=120)
+        left = left_behind(process.pid, seen)
     finally:
         process.kill()
+        process.wait()
+        for pid in session_processes(process.pid):  # whatever is left dies with the test, not after pytest
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left running after the sweep exited: {left}\n{output}"
     assert process.returncode != 0, output
     (parent,), children = runs_of(client, experiment_name)
     assert parent.info.status == KILLED
@@ -150,6 +172,65 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running(to_group, tracking_ur
     for child in children:
         if PROCESS_DIED_TAG in child.data.tags:
             assert "nmf-lab ended the run as KILLED" in child.data.tags[PROCESS_DIED_TAG]
+
+
+def proc_stat(pid: int) -> tuple[str, int, int, str] | None:
+    """(state, parent pid, session id, start time) of a process, from /proc/<pid>/stat; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1]), int(fields[3]), fields[19]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def process_tree(root: int) -> dict[int, tuple[str, str, int]]:
+    """The live processes under ``root``, however deep: pid -> (start time, command line, parent pid)."""
+    stats = {pid: stat for pid in all_pids() if (stat := proc_stat(pid)) is not None}
+    tree, queue = {}, [root]
+    while queue:
+        parent = queue.pop()
+        for pid, (state, ppid, _, start) in stats.items():
+            if ppid == parent and state not in "ZX":
+                tree[pid] = (start, command_line(pid), ppid)
+                queue.append(pid)
+    return tree
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """The live processes of the session ``session``: pid -> command line."""
+    return {
+        pid: command_line(pid)
+        for pid in all_pids()
+        if (stat := proc_stat(pid)) is not None and stat[2] == session and stat[0] not in "ZX"
+    }
+
+
+def left_behind(session: int, seen: dict, grace: float = 15.0) -> dict[int, str]:
+    """After the sweep (its process, the leader of ``session``) exited: the processes of ``seen`` (pid -> (start
+    time, ...)) that still run, and those of its session, as pid -> command line; empty if none is left within
+    ``grace`` seconds (the resource trackers of multiprocessing and loky exit once every process that used them
+    has, and nothing else of the sweep may be left; a leaked job would fit on for hours)."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = session_processes(session)
+        for pid, (start, line, _) in seen.items():
+            stat = proc_stat(pid)
+            if stat is not None and stat[3] == start and stat[0] not in "ZX":  # the same process, still running
+                left[pid] = line
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
 
 
 def running_children(client, experiment_name):

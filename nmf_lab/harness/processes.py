@@ -5,10 +5,15 @@ down nothing else.
 A job that is killed outright cannot end its own run, which then stays RUNNING: the sweep's summary finds such
 orphans with :func:`process_gone` and ends them FAILED, or KILLED when the sweep itself was interrupted
 (:func:`nmf_lab.harness.summary.end_orphans`).
+
+No process outlives its sweep: the sweep's process adopts the processes orphaned under it
+(:func:`adopt_orphans`) and kills whatever it started that is still there when it exits (:func:`end_descendants`),
+and a job's child dies with the worker that forked it (:func:`run_in_child`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -18,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -109,10 +115,11 @@ def run_in_child(job: Callable[[], str], died: str) -> str:
     The child is a ``multiprocessing`` fork, which exits as multiprocessing's children do (releasing what it
     made, e.g. tqdm's lock). The caller must not have opened database or HTTP connections before: the child
     would share them. Interrupted itself (Ctrl-C, SIGTERM), the caller passes SIGTERM on to the child, waits for
-    it to end its run (KILLED) and re-raises."""
+    it to end its run (KILLED) and re-raises. Killed outright (a joblib worker SIGKILLed by its pool), the caller
+    takes the child with it: the child gets SIGTERM (Linux), so that no job fits on with nobody waiting for it."""
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_run_and_send, args=(job, writer), name="nmf-lab-job")
+    child = context.Process(target=_run_and_send, args=(job, writer, os.getpid()), name="nmf-lab-job")
     sys.stdout.flush()
     sys.stderr.flush()
     child.start()
@@ -139,8 +146,10 @@ def run_in_child(job: Callable[[], str], died: str) -> str:
     return value
 
 
-def _run_and_send(job: Callable[[], str], writer) -> None:
-    """In the child: run ``job`` and send back ("status", its status) or ("error", the exception it raised)."""
+def _run_and_send(job: Callable[[], str], writer, parent: int) -> None:
+    """In the child: run ``job`` and send back ("status", its status) or ("error", the exception it raised).
+    The child gets SIGTERM (it ends its run KILLED) when ``parent``, the process that forked it, dies."""
+    _die_with_parent(signal.SIGTERM, parent)
     try:
         outcome = ("status", job())
     except BaseException as error:  # everything goes back to the parent
@@ -159,3 +168,106 @@ def _terminate(child) -> None:
     if child.is_alive():
         child.terminate()
     child.join()
+
+
+# -- no process outlives its sweep (Linux: /proc and prctl; elsewhere these do nothing) ---------------------
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    """``prctl(option, value)`` (Linux); False where it is not available or fails."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _die_with_parent(signum: int, parent: int) -> None:
+    """Ask the kernel to send ``signum`` to this process when the process that forked it (``parent``) dies; if it
+    has died already (it is no longer this process's parent), exit now: nothing has started yet."""
+    if _prctl(_PR_SET_PDEATHSIG, int(signum)) and os.getppid() != parent:
+        os._exit(1)
+
+
+def adopt_orphans() -> bool:
+    """Make this process a child subreaper (Linux): a process started under it whose parent dies (a job forked
+    by a joblib worker that was killed) is re-parented to this process instead of init, so that
+    :func:`end_descendants` still finds it. Returns whether it took effect."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _processes() -> dict[int, tuple[str, int]]:
+    """Every process's (state, parent pid), from /proc (empty where there is no /proc)."""
+    table = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        table[int(entry)] = (fields[0], int(fields[1]))
+    return table
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """The pids of the live processes (not zombies) under ``pid`` (default: this process), children first."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for child, (_, parent) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, queue = [], [os.getpid() if pid is None else pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            queue.append(child)
+            if table[child][0] not in "ZX":
+                found.append(child)
+    return found
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    """Whether ``pid`` is a resource tracker of multiprocessing or loky: it ignores SIGINT and SIGTERM, holds
+    nothing but the names of what it must clean up, and exits by itself, cleaning up, once every process that
+    used it (this one included) has exited; killing it would leave its semaphores and temporary folders behind."""
+    try:
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def end_descendants(timeout: float = 60.0) -> list[int]:
+    """Kill (SIGKILL) every process this one started that is still running, however deep (joblib's workers and
+    the jobs they forked; with :func:`adopt_orphans`, those whose parent died too), and wait until each has
+    died; return their pids. Resource trackers are left to exit after this process (:func:`_is_resource_tracker`).
+
+    Repeated until a scan finds none: a worker may fork a job between a scan and its kill, and that job is found
+    by the next scan. SIGKILL, because joblib's workers turn SIGTERM into an exception of the job they run and
+    go on with the next one. Gives up with an error logged after ``timeout`` seconds (a process that cannot be
+    killed, e.g. stuck in the kernel)."""
+    deadline = time.monotonic() + timeout
+    killed: list[int] = []
+    while True:
+        alive = [pid for pid in descendants() if not _is_resource_tracker(pid)]
+        if not alive:
+            return killed
+        if time.monotonic() > deadline:
+            log.error("processes %s started by this sweep are still alive after SIGKILL", alive)
+            return killed
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            if pid not in killed:
+                killed.append(pid)
+        time.sleep(0.02)

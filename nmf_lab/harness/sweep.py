@@ -27,6 +27,7 @@ from nmf_lab.harness.job import (
     study_experiment_note,
     study_tags,
 )
+from nmf_lab.harness.processes import adopt_orphans, end_descendants
 from nmf_lab.harness.summary import end_orphans, summarize_sweep
 from nmf_lab.presentation import describe
 from nmf_lab.tracking.lifecycle import (
@@ -60,6 +61,10 @@ class SweepCallback(Callback):
         # SIGTERM stops the sweep as Ctrl-C does (a launcher's workers stopped, the runs ended KILLED at exit),
         # instead of killing this process outright with its parent run left RUNNING.
         raise_interrupted_on_sigterm()
+        # No process outlives the sweep: the jobs of a killed worker are re-parented to this process, which kills
+        # whatever is left of its workers and their jobs when it exits (_at_exit).
+        adopt_orphans()
+        atexit.register(self._at_exit)
         # Hydra turns a callback's Exception into a warning; SystemExit is how a callback stops the sweep.
         try:
             self._open_parent(config, kwargs.get("config_name"))
@@ -105,7 +110,6 @@ class SweepCallback(Callback):
             set_description(self.client, parent.run_id, note)
         self.parent_run_id = parent.run_id
         os.environ[PARENT_RUN_ENV] = parent.run_id
-        atexit.register(self._kill_if_unfinished)
         log.info("sweep of %d jobs; parent run %s", len(jobs), parent.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
@@ -126,9 +130,15 @@ class SweepCallback(Callback):
                 f"in their runs (parent run {self.parent_run_id})"
             )
 
-    def _kill_if_unfinished(self) -> None:
-        """At exit after an interruption: the parent of an unfinished sweep ends as KILLED, and so do its children
-        whose process died, e.g. stopped by joblib with its workers (:func:`nmf_lab.harness.summary.end_orphans`)."""
+    def _at_exit(self) -> None:
+        """At exit, however the sweep ended: every process it started that is still running is killed and waited
+        for (:func:`nmf_lab.harness.processes.end_descendants`: joblib's workers, stopped on an interruption with a
+        race of their own, and the jobs they forked). Then, after an interruption, the parent of the unfinished
+        sweep ends as KILLED, and so do its children whose process died
+        (:func:`nmf_lab.harness.summary.end_orphans`)."""
+        killed = end_descendants()
+        if killed:
+            log.warning("killed %d processes the sweep left running: %s", len(killed), killed)
         if self.client is None or self.parent_run_id is None:
             return
         if run_status(self.client, self.parent_run_id) == RUNNING:
