@@ -29,16 +29,35 @@ from nmf_lab.tracking.lifecycle import FAILED, raise_interrupted_on_sigterm
 from nmf_lab.tracking.store import TrackingUnavailable, import_store, open_client
 from nmf_lab.tracking.stored import run_exists
 
-if os.getcwd() not in sys.path:  # a study module in the current folder runs as `nmf-lab` is run there
-    sys.path.append(os.getcwd())
-register_configs()
+
+def main() -> None:
+    """``nmf-lab`` (and ``python -m nmf_lab``): set up what Hydra needs (:func:`prepare`), then run the Hydra app
+    (:func:`app`) on the command line's arguments."""
+    prepare()
+    app()
+
+
+def prepare() -> None:
+    """What the app needs before Hydra composes a config: a study module in the current folder importable (as
+    ``nmf-lab`` is run there) and the configs that are not YAML files registered
+    (:func:`nmf_lab.harness.config.register_configs`). Done here, not on import, so that importing this module
+    changes nothing."""
+    study_path()
+    register_configs()
+
+
+def study_path() -> None:
+    """Put the current folder on ``sys.path`` (once), so that ``experiment.study`` may name a module there."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> str:
+def app(cfg: DictConfig) -> str:
     """Validate the composed config and find the data, then run the selected experiment as one tracked job and
     print where its run is and what it measured. A user's error stops it with one line
     (:func:`nmf_lab.harness.job.stop`)."""
+    study_path()  # in a launcher's worker or a SLURM job too, which run this function without main()
     hydra_config = HydraConfig.get()
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     raise_interrupted_on_sigterm()
