@@ -60,7 +60,7 @@ def registered():
 
     yield register
     for name in names:
-        solvers._unregister(name)
+        solvers.registry._unregister(name)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from nmf_lab import fit_nmf, random_init
-from nmf_lab.core.nmf import EXACT_SIZE
-from nmf_lab.core.solvers import Option, Products, Solver, component_floor, get_solver, solver_names
+from nmf_lab.core.problems import EXACT_SIZE, DenseProblem, MaskedProblem, component_floor
+from nmf_lab.core.solvers import Option, Products, Solver, get_solver, solver_names
 from nmf_lab.core.validation import check_data, check_mask
 
 BUILT_INS = ["mu", "hals", "ahals", "ahals_extrapolated"]
@@ -58,13 +58,13 @@ def probe(registered):
     def make(name):
         inner, iterates = get_solver(name), []
 
-        def update(A, W, H, *, mask, **options):
-            steps = inner.update(A, W, H, mask=mask, **options)
+        def update(problem, W, H, **options):
+            steps = inner.update(problem, W, H, **options)
             error = None
             while True:
-                products = steps.send(error)
+                report = steps.send(error)
                 iterates.append((W.copy(), H.copy()))
-                error = yield products
+                error = yield report
 
         entry = Solver(
             name=f"probe-{name}",
@@ -72,7 +72,7 @@ def probe(registered):
             monotone=inner.monotone,
             options=inner.options,
             summary=f"{name}, recording its iterates",
-            supports_mask=True,
+            problems=True,
         )
         return registered(entry), iterates
 
@@ -233,15 +233,15 @@ def test_an_all_true_mask_gives_the_unmasked_fit(name, dtype):
 
 @pytest.mark.parametrize("name", BUILT_INS)
 def test_the_masked_algorithm_with_every_entry_observed_is_the_unmasked_one(name):
-    """fit_nmf hands an all-True mask over as None; the masked code path itself, driven directly with an
-    all-True mask, computes the same iterates up to rounding (its products are taken differently)."""
+    """fit_nmf hands an all-True mask over as None; the masked problem itself, driven directly with an
+    all-True mask, gives the same iterates up to rounding (its products are taken differently)."""
     A = random_nonnegative((40, 30), seed=10)
     entry, ones = get_solver(name), np.ones(A.shape, dtype=bool)
     options = entry.resolve_options({})
     W1, H1 = random_init(A, 4, seed=1)
     W2, H2 = W1.copy(), H1.copy()
-    plain = entry.update(A, W1, H1, mask=None, **options)
-    masked = entry.update(A, W2, H2, mask=ones, **options)
+    plain = entry.update(DenseProblem(A), W1, H1, **options)
+    masked = entry.update(MaskedProblem(A, ones), W2, H2, **options)
     for _ in range(30):
         next(plain)
         next(masked)

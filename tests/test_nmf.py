@@ -10,13 +10,14 @@ import pytest
 import nmf_lab
 from nmf_lab import fit_nmf, numerical_rank, random_init, truncated_svd, truncation_errors
 from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.problems import DenseProblem
 from nmf_lab.core.solvers import get_solver
 from nmf_lab.data.toy import MOVIE_RATINGS, TOY_MATRICES
 
 
 def multiplicative_updates(A, W, H, delta):
     """The registered "mu" update generator (Algorithm 1), in place on ``W`` and ``H``."""
-    return get_solver("mu").update(A, W, H, delta=delta)
+    return get_solver("mu").update(DenseProblem(A), W, H, delta=delta)
 
 
 def naive_algorithm_1(A, W, H, delta, max_iter):
@@ -134,15 +135,15 @@ def test_nmf_error_is_bounded_below_by_the_truncated_svd(shape, rank):
 def test_toy_error_curves_are_exact(A, rank, reaches):
     """On a toy matrix every errors[k] is ||A - W_k H_k||_F to the last bit or so (relative 1e-15), also where
     it falls to ~1e-9; the iterates come from an independent run of the same updates. The product formula
-    ||A||^2 - 2<AH^T, W> + <W^T W, HH^T> on the same iterates is further off than that."""
+    ||A||^2 - 2<W^T A, H> + <W^T W H, H> on the same iterates is further off than that."""
     result = fit_nmf(A, rank, seed=0, max_iter=1000)
     W, H = random_init(A, rank, seed=0)
     exact, formula = [np.linalg.norm(A - W @ H)], [np.nan]
     steps = multiplicative_updates(A, W, H, delta=1e-9)
     for _ in range(1000):
-        products = next(steps)
+        side = next(steps).H  # H's subproblem at the new W: C = W^T A and G H = W^T W H
         exact.append(np.linalg.norm(A - W @ H))
-        squared = np.sum(A * A) - 2 * np.vdot(products.AHt, W) + np.vdot(products.WtW, products.HHt)
+        squared = np.sum(A * A) - 2 * np.vdot(side.sub.C, H) + np.vdot(side.GX, H)
         formula.append(np.sqrt(max(squared, 0.0)))
     exact, formula = np.array(exact), np.array(formula)
     assert exact[-1] < reaches

@@ -2,8 +2,11 @@
 nndsvda starts, on a few small fixed problems, and ``transform``'s coefficients, against the results the code
 gave before the core was rewritten (recorded in ``tests/snapshots/core.npz`` by commit "Snapshot tests ...").
 
-They agree to rounding: relative 1e-9 at the last iterate (and along the curve). Regenerate only on purpose:
-``NMF_LAB_WRITE_SNAPSHOTS=1 pytest tests/test_snapshots.py``.
+The error curves agree to rounding: relative 1e-9 at the last iterate and along the curve. ``transform`` now
+iterates every column until all have met the tolerance (before, each converged column was frozen where it
+met it), so its coefficients agree to the tolerance (1e-7), not to rounding: on the problem with zero rows
+and columns they differ by up to 9e-8 of the largest, every column fitting at least as well as recorded.
+Regenerate only on purpose: ``NMF_LAB_WRITE_SNAPSHOTS=1 pytest tests/test_snapshots.py``.
 """
 
 from __future__ import annotations
@@ -95,4 +98,10 @@ def test_the_error_curve_is_the_one_recorded(snapshot, key, name, solver, init, 
 @pytest.mark.parametrize("masked", [False, True])
 def test_transform_gives_the_coefficients_recorded(snapshot, name, masked):
     recorded = snapshot[f"transform-{name}-{masked}"]
-    np.testing.assert_allclose(projections(name, masked), recorded, rtol=1e-9, atol=1e-9 * recorded.max())
+    H = projections(name, masked)
+    np.testing.assert_allclose(H, recorded, rtol=0, atol=1e-6 * recorded.max())
+    A, d = problem(name)
+    W = fit_nmf(A, d, solver="hals", seed=1, max_iter=60).W
+    M = mask_of(A) if masked else np.ones(A.shape, dtype=bool)
+    now, then = (np.linalg.norm(M * (A - W @ X), axis=0) for X in (H, recorded))
+    assert (now <= then * (1 + 1e-9) + 1e-15).all()

@@ -16,7 +16,8 @@ import pytest
 from nmf_lab import fit_nmf, random_init
 from nmf_lab.core import solvers
 from nmf_lab.core.errors import InvalidOption
-from nmf_lab.core.solvers import Option, Products, Solver, component_floor, get_solver, register_solver, solver_names
+from nmf_lab.core.problems import DenseProblem, component_floor
+from nmf_lab.core.solvers import Option, Products, Solver, get_solver, register_solver, solver_names
 from nmf_lab.data.toy import MOVIE_RATINGS, TOY_MATRICES
 
 BUILT_INS = ("ahals", "ahals_extrapolated", "hals", "mu")
@@ -27,9 +28,10 @@ HALS_FAMILY = [name for name in ALL if name != "mu"]
 
 
 def start(name, A, W, H, **options):
-    """The update generator of the solver ``name`` on ``(A, W, H)``, its options resolved by its entry."""
+    """The update generator of the solver ``name`` on ``(A, W, H)`` (the dense problem of A), its options
+    resolved by its entry."""
     solver = get_solver(name)
-    return solver.update(A, W, H, **solver.resolve_options(options))
+    return solver.update(DenseProblem(A), W, H, **solver.resolve_options(options))
 
 
 def random_nonnegative(shape, seed):
@@ -69,13 +71,13 @@ def probe(registered):
     def make(name):
         inner, iterates = get_solver(name), []
 
-        def update(A, W, H, **options):
-            steps = inner.update(A, W, H, **options)
+        def update(problem, W, H, **options):
+            steps = inner.update(problem, W, H, **options)
             error = None
             while True:
-                products = steps.send(error)  # send(None) starts the generator like next()
+                report = steps.send(error)  # send(None) starts the generator like next()
                 iterates.append((W.copy(), H.copy()))
-                error = yield products
+                error = yield report
 
         entry = Solver(
             name=f"probe-{name}",
@@ -83,6 +85,7 @@ def probe(registered):
             monotone=inner.monotone,
             options=inner.options,
             summary=f"{name}, recording its iterates",
+            problems=True,
         )
         return registered(entry), iterates
 
@@ -128,7 +131,7 @@ def test_exact_recovery_of_a_rank_5_matrix(name):
     ],
 )
 def test_errors_match_the_exact_norm_at_every_reported_iterate(probe, name, make_A, rank, max_iter, rtol):
-    """Up to nmf_lab.core.nmf.EXACT_SIZE entries (the first three cases) errors[k] is the exact norm itself; above
+    """Up to nmf_lab.core.problems.EXACT_SIZE entries (the first three cases) errors[k] is the exact norm itself; above
     it (60 x 40, 50 x 30) it is the product formula, within a relative 1e-6 of ||A - W_k H_k||_F, down to the
     ~1e-10 the HALS solvers reach on the rank-5 matrix (where the formula cancels and the exact norm takes
     over)."""
@@ -149,7 +152,7 @@ def test_error_never_increases(name, shape, rank, seed):
     the only rises allowed are rounding of the tracked error: the exact norm (up to 1024 entries) carries
     about eps ||A||; ||A||^2 - 2<AH^T, W> + <W^T W, HH^T> (the 50 x 40 case) an absolute error of about
     sqrt(n) eps ||A||^2, i.e. below ~1e-12 ||A|| in the error wherever it is used (above 3e-4 ||A||, see
-    nmf_lab.core.nmf.CANCELLATION_GUARD). 1e-10 ||A|| is a safe bound on both, and far below any real rise (the
+    nmf_lab.core.problems.CANCELLATION_GUARD). 1e-10 ||A|| is a safe bound on both, and far below any real rise (the
     extrapolated solver's are ~1e-3)."""
     A = random_nonnegative(shape, seed=seed + 20)
     result = fit_nmf(A, rank, solver=name, seed=seed, max_iter=300)
@@ -342,14 +345,12 @@ def test_the_built_in_solvers_are_registered_with_their_options():
         get_solver("mu").options["delta"] = Option(1.0, lambda value: True, "anything", "a replacement")
 
 
-def test_the_solvers_module_exports_the_registry_and_nothing_else():
-    public = {
-        name
-        for name, value in vars(solvers).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == solvers.__name__
-    }
-    expected = {"Option", "Products", "Solver", "component_floor", "get_solver", "register_solver", "solver_names"}
-    assert public == set(solvers.__all__) == expected
+def test_the_solvers_package_exports_the_registry_and_the_built_ins():
+    expected = {"BUILT_IN", "Option", "Products", "Solver", "get_solver", "register_solver", "solver_names"}
+    assert set(solvers.__all__) == expected
+    assert all(hasattr(solvers, name) for name in expected)
+    assert [entry.name for entry in solvers.BUILT_IN] == ["mu", "hals", "ahals", "ahals_extrapolated"]
+    assert all(get_solver(entry.name) is entry and entry.problems for entry in solvers.BUILT_IN)
     assert not hasattr(solvers, "SOLVERS") and not hasattr(solvers, "NON_MONOTONE")
 
 
@@ -558,6 +559,7 @@ SOLVER = Solver(
     monotone=True,
     options=get_solver("mu").options,
     summary="Algorithm 1 again, installed as a plug-in",
+    problems=True,
 )
 """
 
@@ -568,7 +570,7 @@ def install(tmp_path, monkeypatch):
     sys.path (``DIST-0.0.dist-info`` with METADATA and entry_points.txt, plus ``MODULE.py`` defining a
     Solver ``SOLVER`` called ``solver_name``). The registry forgets its entry points before and after the
     test, and the modules are unloaded, so no other test sees them."""
-    solvers._forget_entry_points()
+    solvers.registry._forget_entry_points()
     modules = []
 
     def install(dist, module, solver_name, entry_points):
@@ -583,7 +585,7 @@ def install(tmp_path, monkeypatch):
         monkeypatch.syspath_prepend(str(site))
 
     yield install
-    solvers._forget_entry_points()
+    solvers.registry._forget_entry_points()
     for module in modules:
         sys.modules.pop(module, None)
 
@@ -627,7 +629,7 @@ def test_an_entry_point_must_name_a_solver_and_a_free_name(install):
     install("clash-dist", "clashpkg", "mu", {"mu": "clashpkg:SOLVER"})
     with pytest.raises(ValueError, match=r"entry point mu = .*: a different solver named 'mu' is registered already"):
         solver_names()
-    solvers._forget_entry_points()
+    solvers.registry._forget_entry_points()
     install("odd-dist", "oddpkg", "odd", {"odd": "oddpkg:get_solver"})
     with pytest.raises(TypeError, match=r"entry point odd = .* must name a nmf_lab.core.solvers.Solver, got function"):
         get_solver("odd")

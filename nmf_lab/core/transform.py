@@ -6,24 +6,21 @@ columns of a basis ``W`` (m x d), e.g. one that :func:`nmf_lab.core.nmf.fit_nmf`
 
     min_{H >= 0} ||M ∘ (A_new - W H)||_F        (M the mask, all ones without one)
 
-The problem splits into one NNLS problem per column, ``min_{h >= 0} ||m_j ∘ (a_j - W h)||``. The solvers
-work on all the columns at once (per iteration a few d x d by d x n products and d passes over d x n
-numbers; the only m x n product is the setup ``W^T A_new``) and drop each column from the iteration once it
-has converged, so a few slow columns cost little. 10,000 CryptoPunks (1728 x 10000) onto a d = 64 basis take
-about 1.5 s with the defaults, float64 or float32 (2-core x86-64, OpenBLAS on one thread; setup 0.1 s).
+It is the fit's own loop (:func:`nmf_lab.core.nmf.iterate`) with W held fixed (scikit-learn's
+``update_H=False``): the solver's H half-step, over and over, on the same subproblem. The problem splits into
+one NNLS problem per column, ``min_{h >= 0} ||m_j ∘ (a_j - W h)||``, and the stopping rule applies to each
+column. Per iteration a few d x d by d x n products and d passes over d x n numbers; the only m x n product
+is the setup ``W^T A_new``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import time
-
 import numpy as np
 
-from nmf_lab.core.nmf import CANCELLATION_GUARD, EXACT_SIZE, NMFResult
-from nmf_lab.core.solvers import _hals_sweep
-from nmf_lab.core.validation import check_int, check_non_negative, is_real
+from nmf_lab.core.nmf import NMFResult, iterate
+from nmf_lab.core.problems import make_problem
+from nmf_lab.core.solvers import get_solver
+from nmf_lab.core.validation import check_dtype, check_int, check_non_negative, is_real
 
 __all__ = ["TRANSFORM_SOLVERS", "transform"]
 
@@ -107,85 +104,26 @@ def transform(
     if not isinstance(solver, str) or solver not in TRANSFORM_SOLVERS:
         raise ValueError(f"unknown transform solver {solver!r}; known: {', '.join(TRANSFORM_SOLVERS)}")
     max_iter = check_int("max_iter", max_iter, minimum=0)
-    if not is_real(tol) or not math.isfinite(tol) or tol < 0:
+    if not is_real(tol, finite=True) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0 (0 turns the stopping rule off), got {tol!r}")
     A, W, mask = _check_inputs(A_new, W, mask, dtype)
-
-    problem = _Problem(A, W, mask)
-    H = problem.start()
-    step = problem.hals_sweep if solver == "hals" else problem.mu_step
-
-    start = time.perf_counter()
-    squared, gradient2 = problem.evaluate(H)
-    column_squared = squared  # ||m_j ∘ (a_j - W h_j)||^2 of every column, float64
-    threshold2 = tol**2 * gradient2
-    done = gradient2 <= threshold2 if tol > 0 else np.zeros(len(gradient2), dtype=bool)
-    errors = [problem.total_error(column_squared, H)]
-    times = [time.perf_counter() - start]
-    H_active, active = H, None  # the columns still iterated (all of them: H itself), their indices
-    subspace_at = _SUBSPACE_FIRST if solver == "hals" else -1
-    k, reason = 0, None
-    while True:
-        if done.all():
-            reason = "tol"
-        elif k == max_iter:
-            reason = "max_iter"
-        if reason is not None:
-            break
-        if done.sum() >= max(1, len(done) // _COMPACT_FRACTION):  # drop the converged columns
-            keep = ~done
-            if active is None:
-                active = np.flatnonzero(keep)
-            else:
-                H[:, active] = H_active
-                active = active[keep]
-            H_active = np.ascontiguousarray(H_active[:, keep])
-            problem.select(keep)
-            threshold2, done = threshold2[keep], done[keep]
-        if k + 1 == subspace_at:
-            support = H_active > 0
-        step(H_active)
-        k += 1
-        squared, gradient2 = problem.evaluate(H_active)
-        if k == subspace_at:  # the columns not converged whose support the last sweep kept
-            subspace_at *= 2
-            settled = ~done & (support == (H_active > 0)).all(axis=0)
-            if settled.any() and problem.subspace_step(H_active, settled, squared):
-                squared, gradient2 = problem.evaluate(H_active)
-        done |= gradient2 <= threshold2
-        if active is None:
-            column_squared = squared
-        else:
-            column_squared[active] = squared
-            if problem.needs_exact(column_squared):
-                H[:, active] = H_active
-        errors.append(problem.total_error(column_squared, H))
-        times.append(time.perf_counter() - start)
-    if active is not None:
-        H[:, active] = H_active
-    return NMFResult(
-        W=W,
-        H=H,
-        errors=np.array(errors, dtype=np.float64),
-        n_iter=k,
-        solver=solver,
-        stop_reason=reason,
-        times=np.array(times, dtype=np.float64),
-    )
+    problem = make_problem(A, mask, fixed_W=True)
+    H = _start(problem.least_squares(W), W, mask)
+    entry = get_solver(solver)
+    options = entry.resolve_options({"delta": 0.0} if solver == "mu" else {})
+    return iterate(problem, W, H, entry, options, max_iter=max_iter, tol=tol, update_W=False)
 
 
-_SUBSPACE_FIRST = 20
-"""``"hals"`` takes subspace steps (:meth:`_Problem.subspace_step`) after iterations 20, 40, 80, 160, ..."""
-
-_SUBSPACE_ROUNDS = 4
-"""A subspace step solves up to 4 times, dropping the negative entries from the support each time."""
-
-_BATCH = 512
-"""The columns of one batch of d x d solves in :meth:`_Problem.subspace_step`."""
-
-_COMPACT_FRACTION = 8
-"""The converged columns are dropped from the iteration once they are at least 1/8 of the columns iterated
-(a copy of the iterated arrays; until then they are iterated on, which only brings them closer)."""
+def _start(sub, W: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``h_j = max(0, 1^T c_j) / (1^T G_j 1)`` with ``1`` the indicator of the determined coefficients
+    (``(G_j)_kk = sum_i m_ij w_ik^2 > 0``), 0 on the others (d x n)."""
+    d, n = sub.C.shape
+    squares = np.einsum("ik,ik->k", W, W)[:, None] if mask is None else (W * W).T @ mask.astype(W.dtype)
+    ones = np.broadcast_to(squares > 0, (d, n)).astype(W.dtype)
+    size = sub.gram_times(ones).sum(axis=0, dtype=np.float64)  # 1^T G_j 1
+    fit = np.maximum(sub.C.sum(axis=0, dtype=np.float64), 0)
+    scale = np.divide(fit, size, out=np.zeros_like(fit), where=size > 0)
+    return (ones * scale).astype(W.dtype, copy=False)
 
 
 def _check_inputs(A_new, W, mask, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -217,16 +155,8 @@ def _check_inputs(A_new, W, mask, dtype) -> tuple[np.ndarray, np.ndarray, np.nda
         A_new = A_new[:, None]
         mask = None if mask is None else mask[:, None]
 
-    if dtype is None:
-        both_float32 = A_new.dtype == np.float32 and W.dtype == np.float32
-        resolved = np.dtype(np.float32 if both_float32 else np.float64)
-    else:
-        try:
-            resolved = np.dtype(dtype)
-        except (TypeError, ValueError):
-            resolved = None
-        if resolved is None or resolved.type not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+    both_float32 = A_new.dtype == np.float32 and W.dtype == np.float32
+    resolved = check_dtype(dtype, np.float32 if both_float32 else np.float64)
 
     W = np.array(W, dtype=resolved, copy=True)
     check_non_negative("W", W)
@@ -239,194 +169,3 @@ def _check_inputs(A_new, W, mask, dtype) -> tuple[np.ndarray, np.ndarray, np.nda
     A_new = np.where(mask, A_new, 0).astype(resolved, copy=False)
     check_non_negative("A_new", A_new, where="inside the mask")
     return A_new, W, mask
-
-
-class _Problem:
-    """``min_{H >= 0} f(H) = ||M ∘ (A - W H)||_F^2 / 2`` through its Gram matrices and ``C = W^T (M ∘ A)``.
-
-    Without a mask every column shares ``G = W^T W`` (d x d). With one, column j has ``G_j = W^T diag(m_j) W``,
-    stored scaled as ``S[k, l, j] = G_j[k, l] / G_j[k, k]`` with a zero diagonal (d x d x n), next to the
-    diagonal ``D[k, j] = G_j[k, k]``; without a mask ``S`` is d x d x 1 and ``D`` is d x 1. Undetermined
-    coefficients (``D[k, j] = 0``) have ``S[k, :, j] = 0`` and ``C_scaled[k, j] = 0``, which keeps them at 0.
-    The per-column arrays hold the columns still iterated (:meth:`select` drops the others).
-    """
-
-    def __init__(self, A: np.ndarray, W: np.ndarray, mask: np.ndarray | None):
-        self.A, self.W, self.mask = A, W, mask
-        d = W.shape[1]
-        self.C = W.T @ A  # d x n; A is 0 outside the mask
-        self.a2 = np.einsum("ij,ij->j", A, A, dtype=np.float64)  # ||m_j ∘ a_j||^2
-        G = (W.T @ W)[:, :, None] if mask is None else _masked_grams(W, mask)  # d x d x 1 or d x d x n
-        self.shared = mask is None
-        if self.shared:
-            self.G = G[:, :, 0].copy()
-        self.D = np.array(G[np.arange(d), np.arange(d)])  # d x 1 or d x n
-        live = self.D > 0
-        safe = np.where(live, self.D, 1)
-        self.S = G  # scaled in place: d^2 n numbers with a mask
-        self.S /= safe[:, None, :]
-        self.S[np.arange(d), np.arange(d)] = 0
-        self.S *= live[:, None, :]
-        self.C_scaled = self.C / safe
-        self.C_scaled *= live
-        self.live = live
-        if self.shared:
-            self.S_shared = np.ascontiguousarray(self.S[:, :, 0])
-        self.GH = None  # G H at the last evaluated iterate
-        norm2 = float(self.a2.sum())
-        self.guard = CANCELLATION_GUARD[A.dtype] * norm2
-        self.always_exact = A.size <= EXACT_SIZE
-        self.index = np.arange(A.shape[1])  # the iterated columns' indices into A
-
-    def select(self, keep: np.ndarray) -> None:
-        """Keep only the iterated columns where ``keep`` is True."""
-        self.C, self.C_scaled, self.GH = self.C[:, keep], self.C_scaled[:, keep], self.GH[:, keep]
-        self.index = self.index[keep]
-        self.a2 = self.a2[keep]
-        if not self.shared:
-            self.S, self.D = np.ascontiguousarray(self.S[:, :, keep]), self.D[:, keep]
-
-    def gram_times(self, H: np.ndarray) -> np.ndarray:
-        """``G_j h_j`` for every iterated column j, d x n."""
-        GH = self.S_shared @ H if self.shared else np.einsum("klj,lj->kj", self.S, H)
-        GH += H
-        GH *= self.D
-        return GH
-
-    def start(self) -> np.ndarray:
-        """``h_j = max(0, 1^T c_j) / (1^T G_j 1)`` on the determined coefficients, 0 on the others (d x n)."""
-        ones = self.live.astype(self.A.dtype) * np.ones((1, self.A.shape[1]), dtype=self.A.dtype)
-        size = self.gram_times(ones).sum(axis=0, dtype=np.float64)  # 1^T G_j 1 over the live coefficients
-        fit = np.maximum(self.C.sum(axis=0, dtype=np.float64), 0)
-        scale = np.divide(fit, size, out=np.zeros_like(fit), where=size > 0)
-        return (ones * scale).astype(self.A.dtype, copy=False)
-
-    def evaluate(self, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per iterated column j, ``||m_j ∘ (a_j - W h_j)||^2`` and ``||grad^P_j f(H)||^2`` (float64); keeps
-        ``G H`` for the next multiplicative update."""
-        GH = self.gram_times(H)
-        self.GH = GH
-        gradient = GH - self.C
-        squared = self.a2 + np.einsum("kj,kj->j", gradient - self.C, H, dtype=np.float64)  # a2 - 2 c.h + h.Gh
-        gradient[(H <= 0) & (gradient >= 0)] = 0
-        return squared, np.einsum("kj,kj->j", gradient, gradient, dtype=np.float64)
-
-    def needs_exact(self, column_squared: np.ndarray) -> bool:
-        """Whether :meth:`total_error` will compute the exact norm (it needs all of H then)."""
-        return self.always_exact or float(column_squared.sum()) < self.guard
-
-    def total_error(self, column_squared: np.ndarray, H: np.ndarray) -> float:
-        """``||M ∘ (A - W H)||_F``: from the per-column squares, or exactly (small problems, cancellation)."""
-        if not self.needs_exact(column_squared):
-            return math.sqrt(float(column_squared.sum()))
-        residual = self.A - self.W @ H
-        if self.mask is not None:
-            residual[~self.mask] = 0
-        return float(np.linalg.norm(residual.astype(np.float64, copy=False)))
-
-    def hals_sweep(self, H: np.ndarray) -> None:
-        """One pass of exact coordinate descent over the rows of the iterated ``H``, in place (floor 0)."""
-        if self.shared:
-            _hals_sweep(H, self.S_shared, self.C_scaled, 0.0, np.empty(H.shape[1], dtype=H.dtype))
-            return
-        for k in range(H.shape[0]):
-            row = np.einsum("lj,lj->j", self.S[k], H)
-            np.subtract(self.C_scaled[k], row, out=row)
-            np.maximum(row, 0, out=H[k])
-
-    def subspace_step(self, H: np.ndarray, columns: np.ndarray, squared: np.ndarray) -> bool:
-        """Replace each of the ``columns`` (a boolean over the iterated ones) of ``H`` by the exact least-squares
-        fit on its support, where that is non-negative and fits at least as well; in place. ``squared`` holds
-        the columns' squared residuals at ``H``. Returns whether any column changed.
-
-        With ``F = {k : h_k > 0}``, ``x_F = G_FF^{-1} c_F`` and ``x = 0`` off F: one batched d x d solve per
-        column, of ``G`` with its rows and columns off F replaced by the identity. If ``x >= 0`` it is feasible
-        and, as the best point supported in F, at least as good as ``h``; it is taken if its residual, computed
-        exactly, is not larger (this also rejects the ``x`` of a singular ``G_FF``). Once F is the optimal
-        support this is the NNLS solution up to rounding, which coordinate descent approaches only linearly,
-        slowly when ``G`` is ill-conditioned.
-        """
-        d = H.shape[0]
-        diagonal = np.arange(d)
-        changed = False
-        candidates = np.flatnonzero(columns)
-        for chunk in np.array_split(candidates, -(-candidates.size // _BATCH)):
-            h = H[:, chunk]
-            support = (h > 0).T  # b x d
-            K = self.grams(chunk)
-            K *= support[:, :, None] & support[:, None, :]
-            K[:, diagonal, diagonal] += ~support
-            rhs = np.where(support, self.C[:, chunk].T, 0)[:, :, None]
-            x = _solve(K, rhs)  # b x d
-            for _ in range(_SUBSPACE_ROUNDS - 1):  # drop the negative entries from F and solve again
-                negative = x < 0
-                redo = np.flatnonzero(negative.any(axis=1) & np.isfinite(x).all(axis=1))
-                if redo.size == 0:
-                    break
-                drop = negative[redo]
-                K_redo = K[redo]
-                K_redo[drop] = 0  # rows, then columns, of the dropped entries: identity
-                K_redo.transpose(0, 2, 1)[drop] = 0
-                K_redo[:, diagonal, diagonal] += drop
-                rhs_redo = rhs[redo]
-                rhs_redo[drop] = 0
-                K[redo], rhs[redo] = K_redo, rhs_redo
-                x[redo] = _solve(K_redo, rhs_redo)
-            x = x.T
-            fits = np.isfinite(x).all(axis=0) & (x >= 0).all(axis=0)
-            if fits.any():
-                chunk, x = chunk[fits], x[:, fits]
-                fits = self.exact_column_squares(x, chunk) <= squared[chunk]
-                H[:, chunk[fits]] = x[:, fits]
-                changed = changed or bool(fits.any())
-        return changed
-
-    def grams(self, chunk: np.ndarray) -> np.ndarray:
-        """The Gram matrices ``G_j`` of the iterated columns ``chunk``, b x d x d (a new array)."""
-        d = self.S.shape[0]
-        if self.shared:
-            return np.repeat(self.G[None], chunk.size, axis=0)
-        K = np.moveaxis(self.S[:, :, chunk] * self.D[:, None, chunk], 2, 0)  # G_j[k, l] / g_kk * g_kk, 0 at k = l
-        K[:, np.arange(d), np.arange(d)] = self.D[:, chunk].T
-        return K
-
-    def exact_column_squares(self, H: np.ndarray, chunk: np.ndarray) -> np.ndarray:
-        """``||m_j ∘ (a_j - W h_j)||^2`` (float64) of the iterated columns ``chunk``, ``H`` their coefficients."""
-        columns = self.index[chunk]
-        residual = self.A[:, columns] - self.W @ H
-        if self.mask is not None:
-            residual[~self.mask[:, columns]] = 0
-        return np.einsum("ij,ij->j", residual, residual, dtype=np.float64)
-
-    def mu_step(self, H: np.ndarray) -> None:
-        """``H <- H * C / (G H)`` in place, with ``G H`` from the last :meth:`evaluate` (at this ``H``);
-        subnormal results are set to 0."""
-        ratio = np.divide(self.C, self.GH, out=np.zeros_like(self.C), where=self.GH > 0)
-        H *= ratio
-        H[np.less(H, np.finfo(H.dtype).tiny)] = 0
-
-
-def _solve(K: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``K_i^{-1} rhs_i`` for a stack of b x d x d matrices and b x d x 1 right-hand sides, b x d; NaN for the
-    exactly singular ones."""
-    try:
-        return np.linalg.solve(K, rhs)[:, :, 0]
-    except np.linalg.LinAlgError:  # one singular matrix fails the whole stack: one by one
-        x = np.full(rhs.shape[:2], np.nan, dtype=rhs.dtype)
-        for i in range(K.shape[0]):
-            with contextlib.suppress(np.linalg.LinAlgError):
-                x[i] = np.linalg.solve(K[i], rhs[i])[:, 0]
-        return x
-
-
-def _masked_grams(W: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``G[k, l, j] = sum_i mask[i, j] W[i, k] W[i, l]``, d x d x n: one product of the d(d+1)/2 products of
-    pairs of columns of W with the mask, mirrored."""
-    d = W.shape[1]
-    rows, cols = np.triu_indices(d)
-    pairs = W[:, rows] * W[:, cols]  # m x d(d+1)/2
-    upper = pairs.T @ mask.astype(W.dtype)  # d(d+1)/2 x n
-    G = np.empty((d, d, mask.shape[1]), dtype=W.dtype)
-    G[rows, cols] = upper
-    G[cols, rows] = upper
-    return G

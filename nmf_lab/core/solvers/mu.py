@@ -1,0 +1,56 @@
+"""Lee and Seung's multiplicative updates, Algorithm 1 of the spec (equations 12 and 13), on any problem.
+
+Each iteration updates H, then W with the new H (the W update is the H update of the transposed problem)::
+
+    H <- H * C / (G H + delta)      C = W^T (M * A),   G H = W^T (M * (W H))   (without a mask: (W^T W) H)
+    W <- W * (A H^T) / (W H H^T + delta)                   alike, on the transposed problem
+
+Without a mask ``W^T W H`` is computed as ``(W^T W) H``: two d x d Gram matrices instead of two products
+with m x n matrices, so an iteration is the two products ``W^T A`` and ``A H^T``. With a mask the weighted
+updates need ``M * (W H)`` twice: six products (three times the unmasked iteration). With ``delta = 0`` the
+error never increases (Lee & Seung; with 0/1 weights too, Blondel, Ho & Van Dooren 2008), and ``0 / 0`` keeps
+the entry's value: an entry whose numerator and denominator both vanish (a whole column of H at zero, say)
+stays where it is instead of becoming NaN; entries that fall below the smallest normal number are set to 0
+(subnormal arithmetic is slow, and a multiplicative update cannot bring a zero back). ``delta > 0`` keeps
+every quotient finite, but the step is then a descent step only while the error is well above ``delta``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from nmf_lab.core.problems import Report, Side
+
+
+def multiplicative_step(X: np.ndarray, C: np.ndarray, GX: np.ndarray, delta: float) -> None:
+    """``X <- X * C / (G X + delta)`` in place (``GX`` is not modified); with ``delta = 0`` a zero
+    denominator keeps the entry and subnormal results become 0."""
+    ratio = GX + delta  # the denominator, then the quotient, in one new buffer
+    if delta > 0:
+        np.divide(C, ratio, out=ratio)
+    else:
+        positive = ratio > 0
+        np.divide(C, ratio, out=ratio, where=positive)
+        ratio[~positive] = 1
+    X *= ratio
+    if delta == 0:
+        X[np.finfo(X.dtype).tiny > X] = 0
+
+
+def multiplicative_updates(problem, W: np.ndarray, H: np.ndarray, *, delta: float, update_W: bool = True) -> Iterator:
+    """The multiplicative updates of the module docstring; yields a :class:`Report` whose H side carries
+    ``G H`` at the new iterate, the denominator of the next H update (so the error costs nothing more)."""
+    problem.refresh(W, H)
+    sub = problem.least_squares(W, keep=not update_W)
+    GH = sub.gram_times(H)
+    while True:
+        multiplicative_step(H, sub.C, GH, delta)
+        if update_W:
+            sub_W = problem.T.least_squares(H.T)
+            multiplicative_step(W.T, sub_W.C, sub_W.gram_times(W.T), delta)
+        if problem.refresh(W, H) or update_W:
+            sub = problem.least_squares(W, keep=not update_W)
+        GH = sub.gram_times(H)
+        yield Report(H=Side(sub, H, GH))
