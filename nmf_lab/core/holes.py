@@ -8,9 +8,10 @@ masked NMF (:func:`nmf_lab.fit_nmf` with ``mask=``) fits the others and ``W H`` 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
+
+from nmf_lab.core.validation import check_int, is_integer, is_real
 
 __all__ = ["HOLES", "entries_of_pixels", "pixel_holes", "row_mean_fill"]
 
@@ -29,14 +30,12 @@ def pixel_holes(shape: tuple[int, int], n: int, fraction: float, kind: str = "ra
     from ``np.random.default_rng(seed)``; ``fraction`` is in (0, 1).
     """
     h, w = _check_shape(shape)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n, the number of images, must be an integer >= 1, got {n!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+    n = check_int("n", n, minimum=1, what="the number of images")
+    if not is_real(fraction) or not 0 < fraction < 1:
         raise ValueError(f"fraction, the part of the pixels removed, must be a number in (0, 1), got {fraction!r}")
     if kind not in HOLES:
         raise ValueError(f"kind must be one of {', '.join(HOLES)}, got {kind!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"the holes' seed must be an integer >= 0, got {seed!r}")
+    seed = check_int("the holes' seed", seed, minimum=0)
     rng = np.random.default_rng(seed)
     removed = np.zeros((n, h * w), dtype=bool)
     if kind == "random":
@@ -79,7 +78,7 @@ def row_mean_fill(A: np.ndarray, observed: np.ndarray) -> np.ndarray:
 
 def _check_shape(shape) -> tuple[int, int]:
     ok = isinstance(shape, tuple) and len(shape) == 2
-    ok = ok and all(not isinstance(s, bool) and isinstance(s, numbers.Integral) and s >= 1 for s in shape)
+    ok = ok and all(is_integer(s) and s >= 1 for s in shape)
     if not ok:
         raise ValueError(f"shape must be (h, w), two integers >= 1, got {shape!r}")
     return int(shape[0]), int(shape[1])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
+import math
 
 import numpy as np
+
+from nmf_lab.core.validation import check_int, check_real
 
 
 def add_noise(A: np.ndarray, sigma: float, seed: int) -> np.ndarray:
@@ -18,10 +20,8 @@ def add_noise(A: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     A = np.asarray(A)
     if A.dtype.kind != "f":
         raise ValueError(f"A must be a float array with values in [0, 1], got dtype {A.dtype}")
-    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"the noise seed must be an integer >= 0, got {seed!r}")
+    check_real("sigma", sigma, lambda value: math.isfinite(value) and value >= 0, "a finite number >= 0")
+    seed = check_int("the noise seed", seed, minimum=0)
     if sigma == 0:
         return A.copy()
     E = np.random.default_rng(seed).standard_normal(A.shape)

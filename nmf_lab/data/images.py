@@ -13,12 +13,12 @@ one function :func:`select_indices`.
 from __future__ import annotations
 
 import hashlib
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.validation import is_integer
 
 SUBSETS = ("first", "random")
 """How a loader picks n of the available images: the first n, or a seeded random sample (sorted)."""
@@ -169,8 +169,7 @@ def select_indices(total: int, n_images: int | None, subset: str = "first", subs
 
 def check_int(key: str, value, minimum: int, maximum: int | None = None) -> int:
     """``value`` as an int if it is an integer (not a bool) in minimum..maximum, else :class:`InvalidOption`."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral)
-    if not ok or value < minimum or (maximum is not None and value > maximum):
+    if not is_integer(value) or value < minimum or (maximum is not None and value > maximum):
         valid = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         raise InvalidOption(key, value, f"must be an integer {valid}")
     return int(value)
