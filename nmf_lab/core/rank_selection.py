@@ -40,13 +40,13 @@ from the best). Hence ``"one_se_largest"`` for choosing d to denoise, ``"min"`` 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from nmf_lab.core.nmf import NMFResult, fit_nmf
+from nmf_lab.core.validation import check_int, is_integer, is_real
 
 __all__ = ["RULES", "RankSelection", "cross_validate_rank", "heldout_error", "heldout_folds", "select_rank"]
 
@@ -138,7 +138,7 @@ def cross_validate_rank(
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     if value_range is not None:
         low, high = value_range
-        if not (_is_real(low) and _is_real(high) and low < high):
+        if not (is_real(low, finite=True) and is_real(high, finite=True) and low < high):
             raise ValueError(f"value_range must be None or (low, high) with low < high, got {value_range!r}")
     heldout = heldout_folds(A.shape, folds, holdout, candidates=candidates, seed=fold_seed)
     errors = np.empty((folds, grid.size), dtype=np.float64)
@@ -174,15 +174,14 @@ def heldout_folds(
     Raises ValueError for invalid arguments, or when a fold hides every entry of a row or a column.
     """
     m, n = shape
-    if isinstance(folds, bool) or not isinstance(folds, numbers.Integral) or folds < 2:
+    if not is_integer(folds) or folds < 2:
         raise ValueError(f"folds must be an integer >= 2 (the standard error needs two), got {folds!r}")
-    if not _is_real(holdout) or not 0 < holdout <= 1 or folds * holdout > 1 + 1e-12:
+    if not is_real(holdout, finite=True) or not 0 < holdout <= 1 or folds * holdout > 1 + 1e-12:
         raise ValueError(
             f"holdout must be a fraction in (0, 1] with folds * holdout <= 1 (disjoint folds), got holdout="
             f"{holdout!r} with folds={folds}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"the fold seed must be an integer >= 0, got {seed!r}")
+    seed = check_int("the fold seed", seed, minimum=0)
     if candidates is None:
         candidates = np.ones((m, n), dtype=bool)
     elif not isinstance(candidates, np.ndarray) or candidates.dtype != np.bool_ or candidates.shape != (m, n):
@@ -233,11 +232,7 @@ def select_rank(ranks, mean, standard_error, rule: str = "min") -> int:
 def _check_ranks(ranks) -> np.ndarray:
     values = list(ranks) if not isinstance(ranks, (str, bytes)) and hasattr(ranks, "__iter__") else None
     ok = values is not None and len(values) > 0
-    ok = ok and all(not isinstance(d, bool) and isinstance(d, numbers.Integral) and d >= 1 for d in values)
+    ok = ok and all(is_integer(d) and d >= 1 for d in values)
     if not ok or len(set(int(d) for d in values)) != len(values):
         raise ValueError(f"ranks must be a non-empty list of distinct integers >= 1 (the grid of d), got {ranks!r}")
     return np.array(sorted(int(d) for d in values), dtype=np.int64)
-
-
-def _is_real(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
