@@ -154,3 +154,18 @@ def run_job(tracking_uri, monkeypatch, tmp_path):
         )
 
     return run
+
+
+@pytest.fixture
+def run_study(run_job, client, experiment_name, tmp_path):
+    """Run one job of ``nmf-lab ARGS`` in this process (:func:`run_job`) into this test's own experiment and
+    read its one run back: a :class:`helpers.StudyRun` (status, run, metrics, params, tags, artifacts)."""
+    from helpers import StudyRun, runs_of
+
+    def run(*overrides: str):
+        status = run_job(*overrides, f"tracking.experiment={experiment_name}")
+        (one,), children = runs_of(client, experiment_name)
+        assert not children, "run_study runs one job; a sweep has a parent and children"
+        return StudyRun(status, one, client, tmp_path)
+
+    return run
