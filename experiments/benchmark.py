@@ -6,7 +6,11 @@ Everything is measured in this one process from the same initial guess (the job'
 - the floor: the two products ``W^T A`` and ``A H^T`` that any of these methods computes per iteration;
 - seconds per iteration (median) of nmf-lab's ``mu`` in float64 and float32 and of the fastest solver,
   each also with a random ``missing`` fraction of the entries masked, and of scikit-learn's
-  ``NMF(solver="mu")`` and ``NMF(solver="cd")`` with ``init="custom"``.
+  ``NMF(solver="mu")`` and ``NMF(solver="cd")`` with ``init="custom"``;
+- each masked problem kind against its own floor: the exact weighted ``mu`` needs six m x n x d products per
+  iteration (``W^T (M * A)``, ``W H`` twice, ``W^T P``, ``(M * A) H^T``, ``P H^T``), the imputed problem
+  three (``W^T A``, ``A H^T`` and ``W H`` to fill the holes); the solvers of ``imputed`` are timed unmasked
+  and imputed (``imputed_iter_over_unmasked.<solver>``, ``<solver>_imputed_over_three_product_floor``).
 
 Timings are wall-clock seconds (``time.perf_counter``); ratios compare timings of the same run, taken
 round-robin (:func:`interleaved_seconds`) so that load on the machine shifts them alike.
@@ -40,7 +44,8 @@ class BenchmarkSettings:
     entries a mask hides for the masked timings of mu and the fastest solver (0: none); ``repeats``: timings
     are the median of this many rounds; ``timing_iterations``: iterations per timing of seconds per iteration;
     ``target_iter``: the target error is nmf-lab mu's error after this many iterations; ``time_limit``:
-    seconds a solver may take to reach it.
+    seconds a solver may take to reach it; ``imputed``: the solvers timed with the imputed mask
+    (``missing="impute"``) against themselves unmasked and against the three-product floor.
     """
 
     solvers: list[str] = field(
@@ -52,9 +57,12 @@ class BenchmarkSettings:
     timing_iterations: int = 10
     target_iter: int = 1000
     time_limit: float = 900.0
+    imputed: list[str] = field(default_factory=lambda: ["hals", "ahals"])
 
     def check(self) -> None:
         known = solver_names()
+        if any(name not in known for name in self.imputed):
+            raise InvalidOption("imputed", self.imputed, f"a list of {', '.join(known)}")
         unknown = [
             entry
             for entry in self.solvers
@@ -214,6 +222,14 @@ def seconds_per_iteration(A, W0, H0, bench, *, fastest: str, mask=None) -> dict[
         contenders["fastest_masked_iter_seconds"] = per_iteration(
             A, W0, H0, bench, solver=name, dtype=dtype or None, mask=mask
         )
+        masked_A = np.where(mask, A, 0)
+        contenders["six_product_floor_seconds"] = timed(lambda: masked_products(masked_A, mask, W0, H0, fill=False))
+        contenders["three_product_floor_seconds"] = timed(lambda: masked_products(masked_A, mask, W0, H0, fill=True))
+        for solver in bench.imputed:
+            contenders[f"{solver}_iter_seconds"] = per_iteration(A, W0, H0, bench, solver=solver)
+            contenders[f"{solver}_imputed_iter_seconds"] = per_iteration(
+                A, W0, H0, bench, solver=solver, mask=mask, missing="impute"
+            )
     k = bench.timing_iterations
     if bench.sklearn:
         for solver in ("mu", "cd"):
@@ -228,6 +244,20 @@ def seconds_per_iteration(A, W0, H0, bench, *, fastest: str, mask=None) -> dict[
             timings[f"sklearn_{solver}_iter_seconds"] = (twice - once) / k
             timings[f"sklearn_{solver}_call_seconds"] = max(once - k * (twice - once) / k, 0.0)
     return timings
+
+
+def masked_products(A, mask, W, H, *, fill: bool):
+    """The m x n x d products an iteration with a mask cannot do without: with ``fill`` the imputed problem's
+    three (``W H`` to fill the holes, then ``W^T A``, ``A H^T``), else exact weighted mu's six."""
+    if fill:
+        filled = np.where(mask, A, W @ H)
+        return W.T @ filled, filled @ H.T
+    P = W @ H
+    P *= mask
+    first = (W.T @ A, W.T @ P)
+    P = W @ H
+    P *= mask
+    return first, A @ H.T, P @ H.T
 
 
 def sklearn_nmf(A, W, H, solver: str, max_iter: int, **kwargs):
@@ -272,9 +302,16 @@ def benchmark_ratios(timings: dict[str, float], to_target: dict[str, float], sol
     }
     if "mu_masked_iter_seconds" in timings:
         ratios["mu_masked_over_unmasked"] = timings["mu_masked_iter_seconds"] / timings["mu_iter_seconds"]
+        ratios["mu_masked_over_six_product_floor"] = (
+            timings["mu_masked_iter_seconds"] / timings["six_product_floor_seconds"]
+        )
         ratios["fastest_masked_over_unmasked"] = (
             timings["fastest_masked_iter_seconds"] / timings["fastest_iter_seconds"]
         )
+        for key in [key for key in timings if key.endswith("_imputed_iter_seconds")]:
+            solver = key.removesuffix("_imputed_iter_seconds")
+            ratios[f"imputed_iter_over_unmasked.{solver}"] = timings[key] / timings[f"{solver}_iter_seconds"]
+            ratios[f"{solver}_imputed_over_three_product_floor"] = timings[key] / timings["three_product_floor_seconds"]
     best = np.nanmin([to_target[s] for s in solvers])
     ratios["mu_time_to_target_over_best"] = to_target["mu"] / best if "mu" in to_target else float("nan")
     if "sklearn_mu_iter_seconds" in timings:
