@@ -266,7 +266,20 @@ def test_process_gone_tells_a_dead_process_from_a_live_one():
         assert process_gone(zombie) == f"process {killed.pid} on {here[HOST_TAG]} has exited"
         killed.wait()
     assert process_gone({**here, HOST_TAG: "another-host"}) is None  # cannot be told from here
-    assert SLURM_JOB_TAG not in here or "SLURM_JOB_ID" in os.environ
+
+
+def test_process_tags_name_the_slurm_job_as_squeue_and_scancel_take_it(monkeypatch):
+    """Outside SLURM no job tag; in a job its id; in a task of an array job ``<array job>_<task>`` (the bare id
+    of the array's first task would name the whole array). The variables are the ones slurmd sets; a real
+    cluster's tags: tests/test_slurm.py."""
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert SLURM_JOB_TAG not in process_tags()
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    assert process_tags()[SLURM_JOB_TAG] == "1234"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "1200")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert process_tags()[SLURM_JOB_TAG] == "1200_3"
 
 
 def test_the_summary_ends_orphans_and_leaves_live_runs(client, experiment_name, tmp_path, capsys):
