@@ -48,6 +48,12 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 PARENT_RUN_ENV = "NMF_LAB_PARENT_RUN_ID"
 """Set for the jobs of a multirun (worker processes inherit it): the run id of the sweep's parent."""
 
+TRIAL_ENV = "NMF_LAB_TRIAL"
+"""Set for one job of a search (``hydra/sweeper=optuna``, through ``hydra.job.env_set``): its trial's number."""
+
+TRIAL_TAG = TAG_PREFIX + "trial"
+"""A search's job tags its run with its trial's number: the sweeper reads the trial's outcome from that run."""
+
 STUDY_TAG = TAG_PREFIX + "study"
 OVERRIDES_TAG = TAG_PREFIX + "overrides"
 CONFIG_DIGEST_TAG = TAG_PREFIX + "config_digest"
@@ -95,6 +101,8 @@ def run_job(
         **provenance_tags(PROJECT_DIR),
         **process_tags(),  # which process runs the job: a sweep's summary ends the run if it dies
     }
+    if in_sweep and os.environ.get(TRIAL_ENV):
+        tags[TRIAL_TAG] = os.environ[TRIAL_ENV]
     if earlier is not None:
         tags[REUSED_TAG] = earlier.info.run_id
     command = None if in_sweep else " ".join(["nmf-lab", *overrides])

@@ -103,14 +103,15 @@ class SweepCallback(Callback):
             end=False,
         ) as parent:
             parent.log_params(common_params([run_params(cfg) for cfg, _, _ in jobs]))
-            parent.log_metrics({"n_jobs": len(jobs)})
+            n_jobs = int(config.hydra.sweeper.get("n_trials") or len(jobs))  # a search: its trials, not the checks
+            parent.log_metrics({"n_jobs": n_jobs})
             note = describe.sweep_started_note(
-                task=describe.study_task(study), study=studies[0], sweep=sweep, n_jobs=len(jobs)
+                task=describe.study_task(study), study=studies[0], sweep=sweep, n_jobs=n_jobs
             )
             set_description(self.client, parent.run_id, note)
         self.parent_run_id = parent.run_id
         os.environ[PARENT_RUN_ENV] = parent.run_id
-        log.info("sweep of %d jobs; parent run %s", len(jobs), parent.run_id)
+        log.info("sweep of %d jobs; parent run %s", n_jobs, parent.run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         assert self.client is not None and self.parent_run_id is not None
@@ -121,10 +122,13 @@ class SweepCallback(Callback):
             log.exception("the summary of the sweep failed")
             end_run(self.client, self.parent_run_id, FAILED)
             raise SystemExit(f"nmf-lab: the summary of parent run {self.parent_run_id} failed: {error!r}") from error
-        end_run(self.client, self.parent_run_id, FAILED if summary.n_failed else FINISHED)
+        # A search (hydra/sweeper=optuna) records a failed trial and goes on: it fails only if every job failed.
+        fatal = getattr(sweeper_class(config), "failed_jobs_fatal", True) or summary.n_failed == summary.n_children
+        failed = bool(summary.n_failed) and fatal
+        end_run(self.client, self.parent_run_id, FAILED if failed else FINISHED)
         log.info("sweep summary logged to parent run %s", self.parent_run_id)
         print(describe_sweep(self.client, self.parent_run_id, summary.varied), flush=True)
-        if summary.n_failed:
+        if failed:
             raise SystemExit(
                 f"nmf-lab: {summary.n_failed} of {summary.n_children} jobs failed; their tracebacks are "
                 f"in their runs (parent run {self.parent_run_id})"
@@ -187,12 +191,23 @@ def _sweep_arguments(config: DictConfig) -> list[str]:
 
 
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The override list of every job of a multirun, as Hydra's basic sweeper will expand them."""
+    """The override list of every job of a multirun, as Hydra's basic sweeper will expand them. A sweeper that
+    samples its jobs (``hydra/sweeper=optuna``) says which jobs to check instead (its ``jobs_to_check``)."""
+    jobs_to_check = getattr(sweeper_class(config), "jobs_to_check", None)
+    if jobs_to_check is not None:
+        return jobs_to_check(_sweep_arguments(config))
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = OverridesParser.create().parse_overrides(_sweep_arguments(config))
     return BasicSweeper.split_arguments(overrides, None)[0]
+
+
+def sweeper_class(config: DictConfig) -> type:
+    """The class of the multirun's sweeper (``hydra.sweeper._target_``)."""
+    from hydra.utils import get_class
+
+    return get_class(config.hydra.sweeper._target_)
 
 
 def compose_jobs(

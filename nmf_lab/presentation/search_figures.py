@@ -1,0 +1,86 @@
+"""Figures of a search (an Optuna study): its optimization history and its parameters' importances. Functions
+from plain values to a matplotlib ``Figure`` (no Optuna here: :mod:`nmf_lab.harness.search` reads the study)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+STATE_STYLES = {
+    "COMPLETE": {"marker": "o", "color": "tab:blue", "label": "complete"},
+    "PRUNED": {"marker": "x", "color": "tab:orange", "label": "pruned (its last checkpoint)"},
+}
+
+
+def optimization_history(
+    numbers: Sequence[int],
+    values: Sequence[float | None],
+    states: Sequence[str],
+    *,
+    objective: str,
+    direction: str,
+    title: str,
+) -> Figure:
+    """Each trial's objective value against its number (complete trials as dots, pruned ones as crosses at
+    their last reported value, failed ones as ticks on the x-axis) and the best value so far as a step line."""
+    figure = Figure(figsize=(6.4, 4.2))
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.9)
+    ax = figure.add_subplot()
+    numbers_arr = np.asarray(numbers, dtype=float)
+    values_arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+    states_arr = np.asarray(states)
+    for state, style in STATE_STYLES.items():
+        chosen = (states_arr == state) & np.isfinite(values_arr)
+        if chosen.any():
+            ax.scatter(numbers_arr[chosen], values_arr[chosen], s=28, zorder=3, **style)
+    complete = (states_arr == "COMPLETE") & np.isfinite(values_arr)
+    if complete.any():
+        best = np.where(complete, values_arr, np.inf if direction == "minimize" else -np.inf)
+        best = np.minimum.accumulate(best) if direction == "minimize" else np.maximum.accumulate(best)
+        shown = np.isfinite(best)
+        ax.step(numbers_arr[shown], best[shown], where="post", color="tab:red", linewidth=1.4, label="best so far")
+    failed = states_arr == "FAIL"
+    if failed.any():
+        ax.plot(
+            numbers_arr[failed],
+            np.zeros(failed.sum()),
+            "|",
+            color="black",
+            markersize=12,
+            label="failed",
+            transform=ax.get_xaxis_transform(),
+        )
+    shown_values = values_arr[np.isfinite(values_arr)]
+    if shown_values.size and shown_values.min() > 0 and shown_values.max() > 100 * shown_values.min():
+        ax.set_yscale("log")  # values over decades (errors): the best ones stay apart
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{objective} ({direction})")
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    if len(numbers):
+        ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
+    ax.legend(fontsize="small")
+    return figure
+
+
+def param_importances(importances: Mapping[str, float], *, objective: str, title: str, note: str = "") -> Figure:
+    """Horizontal bars, the most important parameter on top (importances sum to 1); ``note`` instead when
+    they could not be computed."""
+    height = 1.3 + 0.45 * max(2, len(importances))  # inches; the margins below are fixed in inches too
+    figure = Figure(figsize=(6.4, height))
+    figure.subplots_adjust(left=0.3, right=0.95, bottom=0.6 / height, top=1 - 0.45 / height)
+    ax = figure.add_subplot()
+    if importances:
+        names = list(importances)[::-1]
+        values = [importances[name] for name in names]
+        bars = ax.barh(names, values, color="tab:blue")
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize="small")
+        ax.set_xlim(0, max(1.0, max(values) * 1.15))
+    else:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xlabel(f"importance for {objective} (they sum to 1)")
+    ax.set_title(title, fontsize="medium")
+    return figure
