@@ -264,14 +264,11 @@ class MaskedLeastSquares:
     form, ``floor^2 * (observed entries there) * 1 1^T``.
     """
 
-    def __init__(self, F, part: Part, mask: np.ndarray, M_part: np.ndarray, floor: float, *, C=None, keep=False):
-        self.F, self.part, self.mask, self.M_part = F, part, mask, M_part  # mask: K x N bool; M_part: 0/1
+    def __init__(self, F, part: Part, mask: np.ndarray, M_part: np.ndarray, extra, *, C=None, keep=False):
+        """``mask``: K x N bool; ``M_part``: the mask on the non-zero part as 0/1 numbers; ``extra``: None or
+        ``floor^2`` times the observed entries of each non-zero column in the zero rows of B."""
+        self.F, self.part, self.mask, self.M_part, self.extra = F, part, mask, M_part, extra
         self.C = part.cross(F) if C is None else C
-        self.floor = floor
-        self.extra = None
-        if not part.all_rows:  # observed entries of each non-zero column in the zero rows of B
-            count = np.count_nonzero(mask[~part.nonzero_rows][:, part.cols], axis=0).astype(F.dtype)
-            self.extra = F.dtype.type(floor) ** 2 * count
         self.keep = keep
         self.grams = None  # the per-column Gram matrices of the non-zero columns, when kept
 

@@ -53,6 +53,14 @@ def component_floor(A: np.ndarray, rank: int, mask: np.ndarray | None = None) ->
     return float(A.dtype.type(np.finfo(A.dtype).eps * np.sqrt(mean / rank)))
 
 
+def masked_norm(A: np.ndarray, mask: np.ndarray, W: np.ndarray, H: np.ndarray) -> float:
+    """``||M * (A - W H)||_F``, the residual formed in the factors' dtype and summed in float64."""
+    residual = W @ H
+    np.subtract(A, residual, out=residual)
+    np.multiply(residual, mask, out=residual)
+    return float(np.linalg.norm(residual.astype(np.float64, copy=False)))
+
+
 @dataclass(frozen=True)
 class Side:
     """One half of a reported iterate: the subproblem ``sub`` of the factor ``X`` (``H``, or ``W^T`` on the
@@ -164,24 +172,28 @@ class MaskedProblem(DenseProblem):
         self.mask = mask
         self.M_part = np.ascontiguousarray(mask[self.part.rows][:, self.part.cols], dtype=A.dtype)
         self.fit_floor = lambda rank, A=A: component_floor(A, rank, mask)  # the fit's, for either view
+        self._zero_row_counts = None
 
     def _transpose_extra(self, original) -> None:
-        self.mask, self.M_part = original.mask.T, original.M_part.T
+        self.mask, self.M_part, self._zero_row_counts = original.mask.T, original.M_part.T, None
 
     def floor(self, rank: int) -> float:
         return self.fit_floor(rank)
 
     def least_squares(self, F: np.ndarray, *, C: np.ndarray | None = None, keep: bool = False) -> MaskedLeastSquares:
-        sub = MaskedLeastSquares(F, self.part, self.mask, self.M_part, self.floor(F.shape[1]), C=C, keep=keep)
+        extra = None
+        if not self.part.all_rows:  # the rows of F for zero rows of A sit at the floor: their part of G_j
+            if self._zero_row_counts is None:
+                observed = self.mask[~self.part.nonzero_rows][:, self.part.cols]
+                self._zero_row_counts = np.count_nonzero(observed, axis=0).astype(self.dtype)
+            extra = self.dtype.type(self.floor(F.shape[1])) ** 2 * self._zero_row_counts
+        sub = MaskedLeastSquares(F, self.part, self.mask, self.M_part, extra, C=C, keep=keep)
         sub.version = self.shared.version
         return sub
 
     def exact_error(self, W: np.ndarray, H: np.ndarray) -> float:
         """``||M * (A - W H)||_F``, formed in the factors' dtype and summed in float64."""
-        residual = W @ H
-        np.subtract(self.A, residual, out=residual)
-        np.multiply(residual, self.mask, out=residual)
-        return float(np.linalg.norm(residual.astype(np.float64, copy=False)))
+        return masked_norm(self.A, self.mask, W, H)
 
 
 class ImputedProblem(DenseProblem):
@@ -213,11 +225,8 @@ class ImputedProblem(DenseProblem):
         return True
 
     def exact_error(self, W: np.ndarray, H: np.ndarray) -> float:
-        """``||M * (A - W H)||_F`` on the observed entries only."""
-        residual = W @ H
-        np.subtract(self.observed, residual, out=residual)
-        np.multiply(residual, self.mask, out=residual)
-        return float(np.linalg.norm(residual.astype(np.float64, copy=False)))
+        """``||M * (A - W H)||_F`` on the observed entries only (never the fill)."""
+        return masked_norm(self.observed, self.mask, W, H)
 
 
 def make_problem(A: np.ndarray, mask: np.ndarray | None, missing: str = "exact", *, fixed_W: bool = False):

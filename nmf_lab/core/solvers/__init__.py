@@ -80,47 +80,30 @@ EXTRAPOLATION_OPTIONS = {
 }
 """The options of ``ahals_extrapolated`` (Ang & Gillis 2019)."""
 
-BUILT_IN = (
-    Solver(
-        name="mu",
-        problems=True,
-        update=multiplicative_updates,
-        monotone=True,
-        options={
-            "delta": Option(
-                1e-9,
-                _finite_at_least(0.0),
-                "a finite number >= 0",
-                "added to each denominator (the spec suggests 1e-9..1e-6)",
-            )
-        },
-        summary="multiplicative updates (Algorithm 1): H <- H * (W^T A) / (W^T W H + delta), then W alike",
-    ),
-    Solver(
-        name="hals",
-        problems=True,
-        update=hals,
-        monotone=True,
-        summary="HALS: one exact coordinate-descent pass over the rows of H, then over the columns of W",
-    ),
-    Solver(
-        name="ahals",
-        problems=True,
-        update=accelerated_hals,
-        monotone=True,
-        options=AHALS_OPTIONS,
-        summary="accelerated HALS: several passes over H, then over W, per pair of products with A",
-    ),
-    Solver(
-        name="ahals_extrapolated",
-        problems=True,
-        update=extrapolated_hals,
-        monotone=False,
-        options=EXTRAPOLATION_OPTIONS,
-        summary="accelerated HALS with extrapolation and restarts; its error may rise, its best iterate is kept",
-    ),
-)
-"""The built-in entries, registered when the registry is first asked (:mod:`.registry`)."""
+MU_OPTIONS = {
+    "delta": Option(
+        1e-9,
+        _finite_at_least(0.0),
+        "a finite number >= 0",
+        "added to each denominator (the spec suggests 1e-9..1e-6)",
+    )
+}
+"""The option of ``mu``."""
+
+BUILT_IN = tuple(
+    Solver(name=name, update=update, monotone=monotone, options=options, summary=summary, problems=True)
+    for name, update, monotone, options, summary in (
+        ("mu", multiplicative_updates, True, MU_OPTIONS,
+         "multiplicative updates (Algorithm 1): H <- H * (W^T A) / (W^T W H + delta), then W alike"),
+        ("hals", hals, True, {},
+         "HALS: one exact coordinate-descent pass over the rows of H, then over the columns of W"),
+        ("ahals", accelerated_hals, True, AHALS_OPTIONS,
+         "accelerated HALS: several passes over H, then over W, per pair of products with A"),
+        ("ahals_extrapolated", extrapolated_hals, False, EXTRAPOLATION_OPTIONS,
+         "accelerated HALS with extrapolation and restarts; its error may rise, its best iterate is kept"),
+    )
+)  # fmt: skip
+"""The built-in entries, registered when this package is imported."""
 
 for _solver in BUILT_IN:
     register_solver(_solver)
