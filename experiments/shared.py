@@ -26,7 +26,8 @@ def fit(A: np.ndarray, settings, mask: np.ndarray | None = None) -> NMFResult:
 
 def fit_options(settings) -> dict:
     """The keywords of :func:`nmf_lab.fit_nmf` a job's config sets, all but the rank, mask and callback:
-    ``solver``, ``max_iter``, ``seed``, ``init``, ``dtype``, ``tol``, ``time_limit`` and the solver's options."""
+    ``solver``, ``max_iter``, ``seed``, ``init``, ``dtype``, ``tol``, ``time_limit``, ``missing`` (used with a
+    mask) and the solver's options."""
     solver = settings.solver
     return {
         "solver": solver.name,
@@ -36,6 +37,7 @@ def fit_options(settings) -> dict:
         "dtype": solver.dtype,
         "tol": solver.tol,
         "time_limit": solver.time_limit,
+        "missing": solver.missing,
         **solver.options,
     }
 

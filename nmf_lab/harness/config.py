@@ -27,6 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.problems import MISSING as MISSING_KINDS
 from nmf_lab.core.solvers import get_solver, solver_names
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -46,14 +47,16 @@ def _require(ok: bool, key: str, value: Any, valid: str) -> None:
 class SolverConfig:
     """``solver/``: the update rule of :func:`nmf_lab.fit_nmf`, its precision, and when it stops: after
     ``max_iter`` iterations, when the projected gradient falls below ``tol`` times its start (0: off), or
-    after ``time_limit`` seconds (null: none). Every other key of the node is an option of the solver
-    (its registry entry lists them), collected in ``options``."""
+    after ``time_limit`` seconds (null: none); with a mask, ``missing`` says how the hidden entries are
+    treated (``exact``: the weighted updates; ``impute``: filled with W H before each iteration). Every other
+    key of the node is an option of the solver (its registry entry lists them), collected in ``options``."""
 
     name: str = "mu"
     max_iter: int = 1000
     tol: float = 0.0
     time_limit: float | None = None
     dtype: str = "float64"
+    missing: str = "exact"
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -66,6 +69,7 @@ class SolverConfig:
             "must be null (no limit) or a number of seconds > 0",
         )
         _require(self.dtype in ("float64", "float32"), "solver.dtype", self.dtype, "one of float64, float32")
+        _require(self.missing in MISSING_KINDS, "solver.missing", self.missing, f"one of {', '.join(MISSING_KINDS)}")
 
 
 SOLVER_KEYS = tuple(f.name for f in dataclasses.fields(SolverConfig) if f.name != "options")
