@@ -309,6 +309,13 @@ def test_the_callback_checks_every_choice_and_both_ends_of_each_interval():
     ]
 
 
+def test_a_search_without_parameters_is_refused_before_any_run():
+    from hydra_plugins.nmf_lab_optuna_sweeper.optuna_sweeper import SearchSpaceError, jobs_to_check
+
+    with pytest.raises(SearchSpaceError, match="the search has no parameters"):
+        jobs_to_check(["experiment=movies", "rank=3"])
+
+
 def test_checkpoints_spread_over_the_curve_and_end_at_its_last_step():
     from nmf_lab.harness.search import checkpoint_steps
 

@@ -36,6 +36,12 @@ TRIAL_ENV = "NMF_LAB_TRIAL"
 imported, so that Hydra's plugin scan imports no nmf-lab)."""
 
 
+NO_PARAMS = (
+    "the search has no parameters: give a sweep on the command line (e.g. 'rank=int(interval(1,6))'), under "
+    "hydra.sweeper.params, or an hparams_search config"
+)
+
+
 class SearchSpaceError(ValueError):
     """A search space Optuna cannot sample (a shuffled range, a choice of lists, an empty interval)."""
 
@@ -155,6 +161,8 @@ def jobs_to_check(arguments: Sequence[str]) -> list[list[str]]:
     (:func:`nmf_lab.harness.sweep.sweep_jobs`): every parameter at its first extreme, then each parameter in turn
     at each of its other extremes (a choice's every option, an interval's two ends)."""
     space = search_space(None, arguments)
+    if not space.params:
+        raise SearchSpaceError(NO_PARAMS)
     first = {param.name: param.extremes()[0] for param in space.params}
     jobs = [space.overrides(first)]
     for param in space.params:
@@ -219,10 +227,7 @@ class OptunaSweeper(Sweeper):
         assert self.config is not None and self.launcher is not None
         space = search_space(self.params, arguments)
         if not space.params:
-            raise SystemExit(
-                "nmf-lab: the search has no parameters: give hydra.sweeper.params (e.g. "
-                "'hydra.sweeper.params.rank=int(interval(1,6))') or an hparams_search config"
-            )
+            raise SystemExit(f"nmf-lab: {NO_PARAMS}")
         search = Search.open(
             self.config,
             space,

@@ -292,6 +292,8 @@ class Search:
         )
         parent.log_figure(figure, "figures/optimization_history.png")
         importances, note = self._importances()
+        n_complete = sum(trial.state.name == "COMPLETE" for trial in trials)
+        title = f"{self.name}: from {n_complete} complete trials"
         figure = search_figures.param_importances(importances, objective=self.objective, title=title, note=note)
         parent.log_figure(figure, "figures/param_importances.png")
 

@@ -3,10 +3,12 @@ from plain values to a matplotlib ``Figure`` (no Optuna here: :mod:`nmf_lab.harn
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 STATE_STYLES = {
     "COMPLETE": {"marker": "o", "color": "tab:blue", "label": "complete"},
@@ -26,7 +28,7 @@ def optimization_history(
     """Each trial's objective value against its number (complete trials as dots, pruned ones as crosses at
     their last reported value, failed ones as ticks on the x-axis) and the best value so far as a step line."""
     figure = Figure(figsize=(6.4, 4.2))
-    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.9)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.86)
     ax = figure.add_subplot()
     numbers_arr = np.asarray(numbers, dtype=float)
     values_arr = np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -42,22 +44,24 @@ def optimization_history(
         shown = np.isfinite(best)
         ax.step(numbers_arr[shown], best[shown], where="post", color="tab:red", linewidth=1.4, label="best so far")
     failed = states_arr == "FAIL"
-    if failed.any():
+    if failed.any():  # no value: a tick on the x-axis
         ax.plot(
             numbers_arr[failed],
             np.zeros(failed.sum()),
             "|",
             color="black",
-            markersize=12,
+            markersize=16,
+            markeredgewidth=2,
             label="failed",
             transform=ax.get_xaxis_transform(),
         )
     shown_values = values_arr[np.isfinite(values_arr)]
     if shown_values.size and shown_values.min() > 0 and shown_values.max() > 100 * shown_values.min():
         ax.set_yscale("log")  # values over decades (errors): the best ones stay apart
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{objective} ({direction})")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(wrapped(title), fontsize="medium")
     ax.grid(True, alpha=0.3)
     if len(numbers):
         ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
@@ -70,7 +74,7 @@ def param_importances(importances: Mapping[str, float], *, objective: str, title
     they could not be computed."""
     height = 1.3 + 0.45 * max(2, len(importances))  # inches; the margins below are fixed in inches too
     figure = Figure(figsize=(6.4, height))
-    figure.subplots_adjust(left=0.3, right=0.95, bottom=0.6 / height, top=1 - 0.45 / height)
+    figure.subplots_adjust(left=0.3, right=0.95, bottom=0.6 / height, top=1 - 0.65 / height)
     ax = figure.add_subplot()
     if importances:
         names = list(importances)[::-1]
@@ -82,5 +86,10 @@ def param_importances(importances: Mapping[str, float], *, objective: str, title
         ax.set_yticks([])
         ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, wrap=True)
     ax.set_xlabel(f"importance for {objective} (they sum to 1)")
-    ax.set_title(title, fontsize="medium")
+    ax.set_title(wrapped(title), fontsize="medium")
     return figure
+
+
+def wrapped(title: str, width: int = 70) -> str:
+    """A title in lines of at most ``width`` characters (a study's name can be long)."""
+    return "\n".join(textwrap.wrap(title, width)) or title
