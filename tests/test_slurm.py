@@ -41,13 +41,16 @@ def nmf_lab(cwd, env, tracking_uri, *args: str) -> subprocess.Popen:
     )
 
 
-def test_a_punks_ranks_sweep_runs_every_job_as_a_slurm_job(slurm, tracking_uri, client, experiment_name, tmp_path):
+def test_a_punks_ranks_sweep_runs_every_job_as_a_slurm_job(
+    slurm, tracking_uri, client, experiment_name, tmp_path, punks_sheet
+):
     process = nmf_lab(
         tmp_path,
         slurm,
         tracking_uri,
         "experiment=punks_ranks",
         "rank=2,4,8",
+        f"data.path={punks_sheet}",  # as the other real-data tests: without the sheet it skips (fails in CI)
         "data.n_images=20",
         "solver.max_iter=20",
         f"tracking.experiment={experiment_name}",
