@@ -22,7 +22,16 @@ from tqdm import tqdm
 
 from nmf_lab.presentation.describe import text_table, ui_links
 from nmf_lab.tracking.store import TrackingUnavailable
-from nmf_lab.tracking.transfer import COPIED, FAILED_CHECK, REPLACED, SKIPPED, NothingToCopy, copy_runs, store_label
+from nmf_lab.tracking.transfer import (
+    COPIED,
+    FAILED_CHECK,
+    REPLACED,
+    SKIPPED,
+    CopyStopped,
+    NothingToCopy,
+    copy_runs,
+    store_label,
+)
 
 NAME_WIDTH = 48
 """Run names longer than this are cut in the table (a sweep's parent is named after its whole command line)."""
@@ -92,7 +101,7 @@ def share(prog: str, args: argparse.Namespace) -> None:
             progress=progress,
             planned=planned,
         )
-    except (TrackingUnavailable, NothingToCopy) as error:
+    except (TrackingUnavailable, NothingToCopy, CopyStopped) as error:
         bar.close()
         stop(prog, str(error))
     except KeyboardInterrupt:

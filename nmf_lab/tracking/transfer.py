@@ -21,10 +21,12 @@ Everything goes through :class:`MlflowClient` (mlflow-export-import does not wor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from urllib.parse import urlsplit
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE, MLFLOW_USER
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE, MLFLOW_USER
 
 from nmf_lab.tracking.run_log import TAG_PREFIX
 from nmf_lab.tracking.store import (
@@ -57,9 +59,17 @@ IN_PROGRESS, COMPLETE = "in progress", "complete"
 COPIED, REPLACED, SKIPPED, FAILED_CHECK = "copied", "replaced", "skipped", "check failed"
 """What happened to a run (:attr:`Outcome.action`)."""
 
-STORE_TAGS = {MLFLOW_PARENT_RUN_ID, SOURCE_STORE_TAG, SOURCE_RUN_TAG, COPY_TAG}
+SOURCE_NAME_TAG = TAG_PREFIX + "source.run_name"
+"""On a copy whose name was cut to :data:`NAME_LIMIT` characters: the original's whole name."""
+NAME_LIMIT = 250
+"""The longest run name a PostgreSQL store keeps (its ``runs.name`` column; sqlite has no limit): a longer name
+(a sweep's parent is named after its command line) is cut, the whole name kept in :data:`SOURCE_NAME_TAG`."""
+DIGEST_TAG = TAG_PREFIX + "source.digest"
+"""On a copy: the digest of what it was checked against (:meth:`Snapshot.digest`): a push skips a complete copy
+whose digest is its source's, without reading the copy back."""
+STORE_TAGS = {MLFLOW_PARENT_RUN_ID, SOURCE_STORE_TAG, SOURCE_RUN_TAG, COPY_TAG, SOURCE_NAME_TAG, DIGEST_TAG}
 """Tags that belong to a store, not to the run's content: the parent link (remapped) and this module's."""
-UNCOMPARED_TAGS = STORE_TAGS | {MLFLOW_USER}
+UNCOMPARED_TAGS = STORE_TAGS | {MLFLOW_USER, MLFLOW_RUN_NAME}
 """Tags :func:`differences` leaves out: a server may record its own user for the copy."""
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 """A logged model's list of its registered versions, kept by MLflow itself (the versions are copied instead)."""
@@ -68,8 +78,16 @@ BATCH = 1000  # metrics per log_batch (MLflow's limit)
 PARAM_BATCH = 100  # params or tags per log_batch
 
 
+SERVER_WORKERS = 4
+"""Runs copied at once to a server (a sqlite store takes one writer at a time)."""
+
+
 class NothingToCopy(ValueError):
     """No such experiment or run in the source store."""
+
+
+class CopyStopped(RuntimeError):
+    """The copy stopped half-way (a dropped connection, a store's error): the message says what is left."""
 
 
 @dataclass
@@ -88,11 +106,13 @@ class Outcome:
 @dataclass
 class Transfer:
     """Copy runs from ``source`` to ``target`` (two :class:`MlflowClient`); ``progress(run_name, step)`` is told each
-    step (``step`` is None when a run is done) and may raise (Ctrl-C) anywhere."""
+    step (``step`` is None when a run is done) and may raise (Ctrl-C) anywhere. ``workers``: a sweep's children
+    copied at once (threads: worth it against a server, whose requests wait on the network)."""
 
     source: MlflowClient
     target: MlflowClient
     progress: Callable[[str, str | None], None] = lambda name, step: None
+    workers: int = 1
     outcomes: list[Outcome] = field(default_factory=list)
     _experiments: dict[str, str] = field(default_factory=dict)  # source experiment id -> target's
     _mapping: dict[str, str] = field(default_factory=dict)  # source run id -> target run id
@@ -127,24 +147,14 @@ class Transfer:
         lets this user write there and register the runs' models: a refusal raises
         :class:`~nmf_lab.tracking.store.TrackingUnavailable` before any run is copied."""
         uri = self.target.tracking_uri
-        for experiment_id in dict.fromkeys(run.info.experiment_id for run in runs):
-            experiment = self.source.get_experiment(experiment_id)
-            with refusals(uri, f"create runs in experiment {experiment.name!r}"):
-                found = self.target.get_experiment_by_name(experiment.name)
-                target_id = found.experiment_id if found else get_experiment_id(self.target, experiment.name)
-                tags = self.target.get_experiment(target_id).tags
-                missing = {key: value for key, value in experiment.tags.items() if key not in tags}
-                # A write this user needs anyway: the source's tags where the target has none, else the
-                # description as it is (a READ-only user is refused here, before any run exists).
-                probe = missing or {
-                    MLFLOW_RUN_NOTE: tags.get(MLFLOW_RUN_NOTE, experiment.tags.get(MLFLOW_RUN_NOTE, ""))
-                }
-                for key, value in probe.items():
-                    self.target.set_experiment_tag(target_id, key, value)
-            self._experiments[experiment_id] = target_id
-            self._existing[target_id] = index_copies(self.target, target_id)
+        experiments = [self.source.get_experiment(key) for key in dict.fromkeys(run.info.experiment_id for run in runs)]
+        with refusals(uri, "search experiments"):
+            found = {e.experiment_id: self.target.get_experiment_by_name(e.name) for e in experiments}
+        for experiment in experiments:  # those the target has, first: a refusal comes before anything is created
+            if found[experiment.experiment_id] is not None:
+                self._experiment(experiment, found[experiment.experiment_id].experiment_id)
         for name in dict.fromkeys(version.name for run in runs for version in model_versions(self.source, run)):
-            with refusals(uri, f"add versions to the registered model {name!r}"):
+            with refusals(uri, f"add versions to the registered model {name!r}", owner="model"):
                 try:
                     registered = self.target.get_registered_model(name)
                 except MlflowException as error:
@@ -152,6 +162,24 @@ class Transfer:
                         raise
                     continue  # created when its first version is copied
                 self.target.update_registered_model(name, description=registered.description or "")
+        for experiment in experiments:
+            if found[experiment.experiment_id] is None:
+                self._experiment(experiment, None)
+
+    def _experiment(self, experiment, target_id: str | None) -> None:
+        """Create the target's experiment (``target_id`` None) or check that this user may write to it, and
+        give it the source's tags (its description) that it lacks; index the copies it holds."""
+        with refusals(self.target.tracking_uri, f"create runs in experiment {experiment.name!r}"):
+            target_id = target_id or get_experiment_id(self.target, experiment.name)
+            tags = self.target.get_experiment(target_id).tags
+            missing = {key: value for key, value in experiment.tags.items() if key not in tags}
+            # A write this user needs anyway: the source's tags where the target has none, else the
+            # description as it is (a READ-only user is refused here, before any run exists).
+            probe = missing or {MLFLOW_RUN_NOTE: tags.get(MLFLOW_RUN_NOTE, experiment.tags.get(MLFLOW_RUN_NOTE, ""))}
+            for key, value in probe.items():
+                self.target.set_experiment_tag(target_id, key, value)
+        self._experiments[experiment.experiment_id] = target_id
+        self._existing[target_id] = index_copies(self.target, target_id)
 
     # -- the copy ----------------------------------------------------------------------------------------------
 
@@ -170,10 +198,22 @@ class Transfer:
         return sorted(self.outcomes, key=lambda outcome: order[outcome.source_id])
 
     def _copy_tree(self, run, children: dict[str, list]) -> None:
-        """Copy ``run``, then its children, then complete it: a parent is whole only when its children are."""
+        """Copy ``run``, then its children (:attr:`workers` at a time), then complete it: a parent is whole only
+        when its children are."""
         outcome, finish = self._copy_one(run)
-        for child in children.get(run.info.run_id, []):
-            self._copy_tree(child, children)
+        below = children.get(run.info.run_id, [])
+        if self.workers > 1 and len(below) > 1:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="nmf-lab-copy") as pool:
+                futures = [pool.submit(self._copy_tree, child, children) for child in below]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:  # Ctrl-C or an error: start no other run; those begun end (or stay in progress)
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+        else:
+            for child in below:
+                self._copy_tree(child, children)
         finish()
         self.outcomes.append(outcome)
         self.progress(outcome.name, None)
@@ -190,18 +230,18 @@ class Transfer:
         source = Snapshot.of(self.source, run)
         existing = self._existing[experiment_id].get(origin_of(run))
         if existing is not None:
-            copy_state = existing.data.tags.get(COPY_TAG)
+            tags = existing.data.tags
             is_original = existing.info.run_id == origin_of(run)
-            if is_original or copy_state == COMPLETE:
+            if is_original or (tags.get(COPY_TAG) == COMPLETE and tags.get(DIGEST_TAG) == source.digest()):
+                outcome.target_id, outcome.action = existing.info.run_id, SKIPPED
+                outcome.detail = "the original" if is_original else ""
+                self._mapping[source_id] = existing.info.run_id
+                if parent and tags.get(MLFLOW_PARENT_RUN_ID) != parent:
+                    self.target.set_tag(existing.info.run_id, MLFLOW_PARENT_RUN_ID, parent)
+                return outcome, lambda: None
+            if tags.get(COPY_TAG) == COMPLETE:
                 found = differences(source, Snapshot.of(self.target, existing), final=True)
-                if is_original or not found:
-                    outcome.target_id, outcome.action = existing.info.run_id, SKIPPED
-                    outcome.detail = "the original" if is_original else ""
-                    self._mapping[source_id] = existing.info.run_id
-                    if parent and existing.data.tags.get(MLFLOW_PARENT_RUN_ID) != parent:
-                        self.target.set_tag(existing.info.run_id, MLFLOW_PARENT_RUN_ID, parent)
-                    return outcome, lambda: None
-                outcome.detail = "changed: " + "; ".join(found[:2])
+                outcome.detail = "changed: " + ("; ".join(found[:2]) or "its digest")
             else:
                 outcome.detail = "an interrupted copy was replaced"
             self._remove(existing)
@@ -230,21 +270,27 @@ class Transfer:
         tags[SOURCE_STORE_TAG] = run.data.tags.get(SOURCE_STORE_TAG, store_label(self.source.tracking_uri))
         tags[SOURCE_RUN_TAG] = origin_of(run)
         tags[COPY_TAG] = IN_PROGRESS
+        tags[DIGEST_TAG] = source.digest()
         if parent:
             tags[MLFLOW_PARENT_RUN_ID] = parent
         name = run.info.run_name or run.info.run_id
-        created = self.target.create_run(
-            experiment_id, start_time=run.info.start_time, tags=tags, run_name=run.info.run_name
-        )
+        full_name = whole_name(run)
+        # A sqlite store keeps any name; a database server cuts it (MLflow's runs.name column in PostgreSQL).
+        new_name = full_name if self.target.tracking_uri.startswith("sqlite:") else stored_name(full_name)
+        if new_name != full_name:
+            tags[SOURCE_NAME_TAG] = full_name
+        if new_name:
+            tags[MLFLOW_RUN_NAME] = new_name
+        created = self.target.create_run(experiment_id, start_time=run.info.start_time, tags=tags, run_name=new_name)
         target_id = created.info.run_id
         self.progress(name, "params")
         params = [Param(key, value) for key, value in run.data.params.items()]
         for batch in chunks(params, PARAM_BATCH):
             self.target.log_batch(target_id, params=batch)
         self.progress(name, "metrics")
-        for history in source.histories.values():
-            for batch in chunks([Metric(m.key, m.value, m.timestamp, m.step) for m in history], BATCH):
-                self.target.log_batch(target_id, metrics=batch)
+        points = [Metric(m.key, m.value, m.timestamp, m.step) for history in source.histories.values() for m in history]
+        for batch in chunks(points, BATCH):
+            self.target.log_batch(target_id, metrics=batch)
         if run.inputs and run.inputs.dataset_inputs:
             self.target.log_inputs(target_id, datasets=list(run.inputs.dataset_inputs))
         if source.artifacts:
@@ -355,6 +401,23 @@ class Snapshot:
         files = sorted(((m.name, model_artifact_sizes(client, m.model_id)) for m in models), key=json.dumps)
         return cls(run, histories, artifact_sizes(client, run.info.run_id), models, files)
 
+    def digest(self) -> str:
+        """SHA-256 of the run's content: what :func:`differences` compares with ``final`` (the whole metric
+        histories included), the same for a run and every copy of it."""
+        run = self.run
+        content = {
+            "status": [run.info.status, run.info.start_time, run.info.end_time, whole_name(run)],
+            "params": run.data.params,
+            "tags": {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS},
+            "metrics": {
+                key: sorted((m.step, m.timestamp, repr(m.value)) for m in h) for key, h in self.histories.items()
+            },
+            "artifacts": self.artifacts,
+            "inputs": sorted(d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])),
+            "models": self.model_files,
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
 
 def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
     """How ``copy`` differs from ``source`` (empty: equal): params, tags (but :data:`UNCOMPARED_TAGS`), metric keys,
@@ -366,21 +429,22 @@ def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
         found.append(f"status {a.info.status} (ended {a.info.end_time}) vs {b.info.status} ({b.info.end_time})")
     if a.info.start_time != b.info.start_time:
         found.append("start time")
+    if stored_name(whole_name(a)) != stored_name(whole_name(b)):
+        found.append(f"name {b.info.run_name!r}")
     if a.data.params != b.data.params:
         found.append(f"params ({len(a.data.params)} vs {len(b.data.params)})")
     tags_a, tags_b = (
         {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS} for run in (a, b)
     )
     if tags_a != tags_b:
-        found.append(f"tags {sorted(set(tags_a.items()) ^ set(tags_b.items()))[:3]}")
+        found.append(f"tags {', '.join(changed(tags_a, tags_b)[:3])}")
     counts_a, counts_b = ({key: len(h) for key, h in s.histories.items()} for s in (source, copy))
     if counts_a != counts_b:
-        found.append(f"metric histories {counts_a} vs {counts_b}")
+        found.append(f"metric histories of {', '.join(changed(counts_a, counts_b)[:3])}")
     elif a.data.metrics != b.data.metrics and not same_numbers(a.data.metrics, b.data.metrics):
         found.append("latest metric values")
     if source.artifacts != copy.artifacts:
-        missing = sorted(set(source.artifacts.items()) ^ set(copy.artifacts.items()))
-        found.append(f"artifacts ({len(source.artifacts)} vs {len(copy.artifacts)} files; {missing[:3]})")
+        found.append(f"artifacts {', '.join(changed(source.artifacts, copy.artifacts)[:3])}")
     digests_a, digests_b = (
         sorted(d.dataset.digest for d in (run.inputs.dataset_inputs if run.inputs else [])) for run in (a, b)
     )
@@ -389,6 +453,21 @@ def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
     if source.model_files != copy.model_files:
         found.append(f"logged models and their artifacts ({len(source.models)} vs {len(copy.models)} models)")
     return found
+
+
+def changed(a: dict, b: dict) -> list[str]:
+    """The keys whose values differ between ``a`` and ``b`` (missing from one counts), sorted."""
+    return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+
+
+def whole_name(run) -> str | None:
+    """A run's name, whole: a copy's cut name is whole in its :data:`SOURCE_NAME_TAG`."""
+    return run.data.tags.get(SOURCE_NAME_TAG, run.info.run_name)
+
+
+def stored_name(name: str | None) -> str | None:
+    """A run's name as a copy stores it: cut to :data:`NAME_LIMIT` characters."""
+    return name if name is None or len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 1] + "…"
 
 
 def same_numbers(a: dict[str, float], b: dict[str, float]) -> bool:
@@ -536,14 +615,15 @@ def global_tracking_uri(uri: str) -> Iterator[None]:
 
 
 @contextmanager
-def refusals(uri: str, action: str) -> Iterator[None]:
+def refusals(uri: str, action: str, owner: str = "experiment") -> Iterator[None]:
     """:func:`~nmf_lab.tracking.store.access_errors` (one line naming ``uri``, the user and what to do), with
-    advice that fits a copy (the app's own names ``tracking.experiment``)."""
+    advice that fits a copy (the app's own names ``tracking.experiment``) and the ``owner`` to ask."""
     try:
         with access_errors(uri, action):
             yield
     except TrackingUnavailable as error:
         text = str(error).replace(", or use tracking.experiment=<a new name>", "")
+        text = text.replace("the experiment's owner", f"the {owner}'s owner")
         raise TrackingUnavailable(text) from error.__cause__
 
 
@@ -574,12 +654,22 @@ def copy_runs(
     target = open_store(target_uri, create=True)
     if store_label(source.tracking_uri) == store_label(target.tracking_uri):
         raise NothingToCopy(f"the source and the target are the same store ({store_label(target.tracking_uri)})")
-    transfer = Transfer(source, target, progress=progress or (lambda name, step: None))
+    server = target.tracking_uri.startswith(("http://", "https://"))
+    transfer = Transfer(
+        source, target, progress=progress or (lambda name, step: None), workers=SERVER_WORKERS if server else 1
+    )
     runs = transfer.select(experiments, run_ids)
     if not runs:
         raise NothingToCopy(f"nothing to copy: the experiments {list(experiments)} hold no run")
     transfer.prepare(runs)
     if planned is not None:
         planned(len(runs))
-    with refusals(target.tracking_uri, "copy runs there"):
-        return transfer, transfer.run(runs)
+    try:
+        with refusals(target.tracking_uri, "copy runs there"):
+            return transfer, transfer.run(runs)
+    except MlflowException as error:  # a dropped connection (after MLflow's retries), a store's error
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CopyStopped(
+            f"the copy stopped: {first_line}; the runs copied so far are complete, the one being copied stays "
+            f"marked 'in progress' and the next run of this command replaces it"
+        ) from error
