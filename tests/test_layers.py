@@ -1,6 +1,8 @@
 """Who may import whom, read from the source of every module under ``nmf_lab/``.
 
 The layers, bottom to top, each a sub-package: ``core`` (the numerics: NumPy and the standard library only),
+``distributed`` (the blocked problem on Dask, its engine and Zarr stores: the only layer that imports dask,
+distributed, dask_jobqueue and zarr),
 ``data`` (image sets and matrices), ``tracking`` (the only layer that imports MLflow: the store, runs, the
 model), ``presentation`` (descriptions, figures, the report) and ``harness`` (the CLI, config, jobs, sweeps,
 summaries, processes). A module imports its own layer and the layers below it, never one above; no module
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nmf_lab"
-LAYERS = ["core", "data", "tracking", "presentation", "harness"]
+LAYERS = ["core", "distributed", "data", "tracking", "presentation", "harness"]
 MODULES = sorted(PACKAGE.rglob("*.py"))
 TOP_LEVEL = {"__init__.py", "__main__.py"}  # the package's public face and `python -m nmf_lab`
 
@@ -101,3 +103,12 @@ CORE = [path for path in MODULES if layer_of(module_name(path)) == "core"]
 @pytest.mark.parametrize("path", CORE, ids=ids)
 def test_the_core_imports_numpy_and_the_standard_library_only(path):
     assert roots(path) <= {"numpy", "nmf_lab", "__future__", *sys.stdlib_module_names}
+
+
+DASK = {"dask", "distributed", "dask_jobqueue", "zarr"}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=ids)
+def test_only_the_distributed_layer_imports_dask_and_zarr(path):
+    if layer_of(module_name(path)) != "distributed":
+        assert roots(path) & DASK == set()

@@ -1,0 +1,79 @@
+"""The blocked problem on Dask (nmf_lab.distributed): the same iterates as the in-memory fit, on real Dask
+schedulers and clusters, data in real Zarr stores on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+
+from nmf_lab import fit_nmf, transform  # noqa: E402
+from nmf_lab.distributed import BlockedProblem, fit_blocked, transform_blocked  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def punks_matrix(punks_sheet) -> np.ndarray:
+    """The 10,000 punks as A (1728 x 10000, float64)."""
+    from nmf_lab.data.punks import Punks
+
+    return Punks(n_images=10000, path=str(punks_sheet)).load().matrix()
+
+
+@pytest.mark.parametrize("solver", ["mu", "hals", "ahals", "ahals_extrapolated"])
+def test_the_blocked_fit_of_the_10000_punks_has_the_in_memory_error_curve(punks_matrix, solver):
+    """float64, fixed seed: the error of every iterate equals the in-memory fit's to relative 1e-9, and so do
+    the factors (the same iterates, only the products are summed block by block)."""
+    A = punks_matrix
+    expected = fit_nmf(A, 8, solver=solver, max_iter=3, seed=3)
+    blocked = fit_blocked(da.from_array(A, chunks=(A.shape[0], 2400)), 8, solver=solver, max_iter=3, seed=3)
+    assert blocked.n_iter == expected.n_iter == 3
+    np.testing.assert_allclose(blocked.errors, expected.errors, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(blocked.W, expected.W, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(blocked.H, expected.H, rtol=1e-7, atol=1e-12)
+    assert blocked.best_iter == expected.best_iter
+
+
+def test_the_blocked_problem_finds_the_zero_rows_and_columns_and_the_norm_in_one_pass(punks_matrix):
+    A = punks_matrix[:, :3000].copy()
+    A[:, 7] = 0
+    problem = BlockedProblem(da.from_array(A, chunks=(200, 700)))  # row chunks are merged into column blocks
+    assert problem.part.B.shape == (int(A.any(axis=1).sum()), A.shape[1] - 1)
+    np.testing.assert_array_equal(problem.part.nonzero_rows, A.any(axis=1))
+    assert problem.norm2 == pytest.approx(float(np.sum(A * A)), rel=1e-12)
+    W = np.random.default_rng(0).uniform(size=(A.shape[0], 5))
+    H = np.random.default_rng(1).uniform(size=(5, A.shape[1]))
+    np.testing.assert_allclose(problem.least_squares(W).C, W.T @ A, rtol=1e-12)
+    np.testing.assert_allclose(problem.T.least_squares(H.T).C, (A @ H.T).T, rtol=1e-12)
+    assert problem.exact_error(W, H) == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-12)
+
+
+def test_the_imputed_mask_runs_blocked_with_the_in_memory_iterates(punks_matrix):
+    A = punks_matrix[:, :2000]
+    mask = np.random.default_rng(5).uniform(size=A.shape) > 0.3
+    expected = fit_nmf(A, 6, mask=mask, missing="impute", solver="hals", max_iter=3, seed=1)
+    blocked = fit_blocked(
+        da.from_array(A, chunks=(A.shape[0], 700)),
+        6,
+        mask=da.from_array(mask, chunks=(A.shape[0], 700)),
+        solver="hals",
+        max_iter=3,
+        seed=1,
+    )
+    np.testing.assert_allclose(blocked.errors, expected.errors, rtol=1e-9, atol=0)
+
+
+def test_bad_blocks_are_refused_before_any_iteration():
+    A = np.ones((6, 8))
+    A[2, 3] = -1
+    with pytest.raises(ValueError, match="1 negative entries"):
+        fit_blocked(da.from_array(A, chunks=(6, 3)), 2)
+    with pytest.raises(ValueError, match="all zeros"):
+        fit_blocked(da.zeros((6, 8), chunks=(6, 3)), 2)
+
+
+def test_transform_of_new_columns_runs_blocked_with_the_in_memory_coefficients(punks_matrix):
+    W = fit_nmf(punks_matrix[:, :1000], 8, solver="hals", max_iter=20, seed=0).W
+    A_new = punks_matrix[:, 5000:5600]
+    H = transform_blocked(da.from_array(A_new, chunks=(A_new.shape[0], 250)), W).compute()
+    np.testing.assert_allclose(H, transform(A_new, W).H, rtol=1e-6, atol=1e-9)
