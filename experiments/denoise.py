@@ -3,7 +3,11 @@ comparison, the truncated SVD).
 
 A job adds noise to the images (3a), reconstructs them from the noisy matrix alone (3b) and measures the
 reconstruction against the clean matrix; a sweep over d and sigma gives the U/L-shaped curve of 3c. An NMF job
-also logs its denoiser (the learned W) as the MLflow model ``runs:/<run id>/denoiser`` (:mod:`nmf_lab.tracking.model`).
+also logs its denoiser (the learned W) as the MLflow model ``runs:/<run id>/denoiser`` (:mod:`nmf_lab.tracking.model`)
+and says whether it helps: loaded back, the model denoises ``denoise.gain_images`` images outside the fit under a
+fresh noise draw (:func:`experiments.shared.model_gain`), and ``model_gain_db`` (its PSNR minus the noisy images')
+is in the run's description. A model fitted to few noisy images can make new ones worse (measured: at the
+defaults, 500 punks and d = 64, it does).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from experiments.shared import (
     draw_basis,
     draw_reconstructions,
     fit_and_log,
+    images_outside,
     load_noisy,
+    model_gain,
     postprocess,
     shown,
     warn_if_full_rank,
@@ -31,8 +37,9 @@ from nmf_lab.presentation.figures import error_against_rank, image_grid
 from nmf_lab.tracking.model import log_denoiser
 
 METHODS = ("nmf", "svd")
-HEADLINE = ("psnr_noisy", "psnr", "clean_error")
-"""The metrics the CLI prints and a run's description shows first: PSNR (dB) before and after, ||A - X||_F."""
+HEADLINE = ("psnr_noisy", "psnr", "clean_error", "model_gain_db")
+"""The metrics the CLI prints and a run's description shows first: PSNR (dB) before and after, ||A - X||_F, and
+the logged model's gain (dB) on images outside its fit under fresh noise."""
 
 
 @dataclass
@@ -42,14 +49,19 @@ class DenoiseSettings:
     ``method``: ``nmf`` (W H of an NMF fitted to A_noisy) or ``svd`` (the truncated SVD of A_noisy, rank d).
     ``postprocess``: use what the noise model guarantees, for both methods alike: clip to [0, 1] and set
     the colours of transparent pixels (known from alpha) to 0 (without alpha: clip only).
+    ``gain_images``: how many images outside the fit (the first ids not loaded) measure the logged model
+    (``model_gain_db``).
     """
 
     method: str = "nmf"
     postprocess: bool = False
+    gain_images: int = 100
 
     def check(self) -> None:
         if self.method not in METHODS:
             raise InvalidOption("method", self.method, f"one of {', '.join(METHODS)}")
+        if self.gain_images < 1:
+            raise InvalidOption("gain_images", self.gain_images, "an integer >= 1")
 
 
 SETTINGS = {"denoise": DenoiseSettings}
@@ -97,7 +109,16 @@ def run(settings, run) -> None:
     )
     if method == "nmf":  # the denoiser as a pyfunc model, runs:/<run id>/denoiser; one noisy image as its example
         denoiser = Denoiser.for_images(image_set, result.W, postprocess=settings.denoise.postprocess)
-        log_denoiser(run, denoiser, input_example=model_input(image_set.subset(slice(0, 1)), A_noisy[:, :1]))
+        model_uri = log_denoiser(
+            run, denoiser, input_example=model_input(image_set.subset(slice(0, 1)), A_noisy[:, :1])
+        )
+        # Does it help? On images outside its fit, under fresh noise (a model that hurts says so).
+        outside = images_outside(settings, image_set, settings.denoise.gain_images) if sigma > 0 else None
+        if outside is not None:
+            model_gain(run, model_uri, outside, settings, zero_rule=None)
+        else:
+            why = "there is no noise" if sigma == 0 else "the data set has no images outside the fit"
+            run.log_text(f"The logged model was not measured: {why}.\n", "tables/model_gain.md")
 
 
 def summarize(children, parent) -> None:

@@ -1,44 +1,66 @@
-"""The best NMF denoiser nmf-lab builds (issue 11, section 4): an ensemble of early-stopped HALS fits of all the
-noisy images, at the d that cross-validation chooses, with the post-processing the noise model allows.
+"""The best NMF denoiser nmf-lab builds (issue 11, section 4; issue 20): an ensemble of early-stopped HALS fits
+of the noisy images, with d, the iteration budget and the number of fits all chosen from the noisy images at run
+time by held-out error, the post-processing the noise model allows, and a model measured on punks it never saw.
 
 **Inputs.** Only the noisy images ``A_noisy = add_noise(A, sigma, seed)`` (spec 6.1: Gaussian noise on the
 non-zero entries of A, clipped to [0, 1]; zero entries stay exactly zero) of all N images of the data set
 (N = 10,000 punks by default), and the alpha channel (which pixels are transparent), as in every study. The
 noise is one draw for the whole matrix, so the first 500 noisy punks here are not those of ``experiment=denoise``
-(N = 500); every method of the comparison below runs on these.
+(N = 500); every method of the comparison below runs on these. The clean images only score.
 
-**Method.**
+**Splits.** The *test* images, the first ``denoise_best.first`` (punks 0..499), are out of every choice and of
+the model's fit: the logged model denoises them as punks it never saw (``psnr_unseen``). Of the others,
+``denoise_best.validation`` images drawn with ``cv_seed`` are the *validation* images (they choose the number
+of fits); the rest are the *training* images.
 
-1. *d by cross-validation over held-out entries* (:func:`nmf_lab.core.rank_selection.cross_validate_rank`): K folds
-   each hide a fraction of the colour entries of the opaque pixels; every d of ``denoise_best.ranks`` is
-   fitted to the rest with the members' own solver and iteration budget, and d has the lowest mean held-out
-   error (``denoise_best.rule``). Exact masked HALS costs about d / 4 unmasked iterations, far too much for
-   1728 x 10000; the cross-validation fits with the solver's imputation (EM) variant instead
-   (:func:`imputed_solver`, ``hals_em``): before each iteration the hidden entries are set to the current
-   ``W H`` and one unmasked iteration runs, which minimises the same masked objective (never reading a hidden
-   entry) at about 3 unmasked iterations.
-2. *Members*: ``denoise_best.members`` fits of ``A_noisy`` at that d with seeds ``seed, seed + 1, ...``, each
-   stopped after ``solver.max_iter`` iterations (HALS, float32, 20 by default). The budget is the regulariser:
-   HALS from a random start fits the structure shared by many images first and the noise later, so an
-   early-stopped fit denoises better than a converged one. Fits from different seeds share the signal but fit
-   different parts of the noise, so their mean ``X = mean_k W_k H_k`` denoises better than any one of them.
+**Method** (every choice from held-out error of the noisy images; the user's inputs are the grids, the fold
+count and fraction, the checkpoint step, the patience, the tolerance and the compute budget ``max_members``).
+
+1. *d and the iteration budget, by cross-validation over held-out entries*
+   (:func:`nmf_lab.core.rank_selection.cross_validate_rank_and_budget`), on all images but the test ones: K folds
+   each hide a fraction of the colour entries of the opaque pixels; for every d of ``denoise_best.ranks`` each
+   fold's fit runs ``every`` iterations at a time and the held-out RMSE is measured after each stretch, until
+   ``solver.max_iter`` or until the mean over the folds has not reached a new minimum for ``patience``
+   iterations. d has the lowest mean held-out error over its curve (``rule``), and the budget is the
+   checkpoint where the curve of that d is lowest. The masked fits impute (``solver.missing=impute``:
+   ``fit_nmf(..., missing="impute")``, the EM variant of the members' own solver): exact masked HALS costs
+   about d / 4 unmasked iterations, far too much for 1728 x 10000; imputation sets the hidden entries to the
+   current ``W H`` before each iteration and runs the unmasked iteration, minimising the same masked objective
+   without reading a hidden entry.
+2. *The number of fits*: HALS fits of the training images at that d and budget (float32, seeds ``seed,
+   seed + 1, ...``) are added one by one. Each validation image is projected (the model's projection,
+   :func:`nmf_lab.core.transform.transform`) onto each fit's W from its entries outside a held-out set of
+   rows (``folds`` disjoint sets of ``holdout`` of the rows, seed ``cv_seed``), and the mean of the fits'
+   predictions of the held-out rows is scored (RMSE over the opaque entries). A fit is kept while it lowers
+   this held-out error by more than ``member_tol`` times what the second fit did (a diminishing-returns
+   rule without a scale), up to ``max_members`` fits (the compute budget). Early stopping is the
+   regulariser: HALS from a random start fits the structure shared by many images first and the noise later;
+   fits from different seeds share the signal but fit different parts of the noise, so their mean denoises
+   better than any one of them.
 3. *Post-processing from the noise model alone* (:func:`nmf_lab.core.denoiser.postprocess` and the denoiser's
    ``keep_zeros``): the clean images lie in [0, 1] (clip), transparent pixels have colour 0, and an entry that
-   is 0 in ``A_noisy`` is set to 0: the noise never moves a zero entry, and a non-zero entry a becomes 0 only
-   when the noise falls below -a (probability ``Phi(-a / sigma)``, small unless a < sigma). Measured on the
-   10,000 punks at sigma = 0.1 (``zero_rule_wrong_fraction``, ``zero_rule_wrong_mean``): 3.3 % of the noisy
-   zeros of opaque pixels are not clean zeros, with clean values 0.10 on average, so the rule costs about
-   0.01 per squared entry where it is wrong and removes all the error of the fit where it is right.
+   is 0 in ``A_noisy`` is set to 0 (*the zero rule*): the noise never moves a zero entry, and a non-zero entry a
+   becomes 0 only when the noise falls below -a (probability ``Phi(-a / sigma)``, small unless a < sigma).
+   It holds only for this noise model (zero entries get no noise): its gain is logged
+   (``psnr_first_500_no_zero_rule``, ``psnr_unseen_no_zero_rule``), and the logged model applies it only when
+   the caller says so (``params={'zero_rule': True}``; without the parameter it refuses to predict).
 
-The denoised images are ``X`` for all N images; the run also logs the denoiser as an MLflow model (the
-members' bases W_k, projection by :func:`nmf_lab.core.transform.transform`, the same post-processing), registered
-as ``nmf-lab-denoiser``, and measures it on the first images too (``psnr_first_500_model``).
+*The transductive denoiser* is the mean of that many fits of all N noisy images (the test images included: a
+denoiser may fit the noisy images it denoises), post-processed: ``psnr_first_500`` over the test images and
+``psnr`` over all N. *The model* (``runs:/<run id>/denoiser``) holds the bases W of the fits of the training
+images, projects new images onto each and averages, with the same post-processing. The run loads it back with
+``mlflow.pyfunc.load_model`` and applies it to the noisy test images (``psnr_unseen``); it measures it on a fresh
+noise draw of the test images too (``model_gain_db``, :func:`experiments.shared.model_gain`), and registers it as
+``nmf-lab-denoiser`` only if it helps.
 
-**Scoring** (the clean images are used here only, never by the denoiser): PSNR over the colour channels of
-opaque pixels, ``psnr_first_500`` over the first ``denoise_best.first`` images and ``psnr`` over all N. The
-same run compares, on the same first noisy images: the study's method (``experiments.denoise``: NMF of those
-images alone, mu, ``study_iter`` iterations, at the d of ``study_ranks`` that is best against the clean images)
-and the truncated SVD (at its best d of ``svd_ranks``), with and without post-processing, and each step of the
+**Scoring** (the clean images are used here only): PSNR over the colour channels of opaque pixels. For each
+run-time choice the run also logs what the clean images would have chosen and the PSNR the choice lost:
+``oracle_rank`` / ``psnr_loss`` (one fit at each d of the grid, at the chosen budget), ``oracle_iterations`` /
+``psnr_loss_iterations`` (one fit at the chosen d, scored every ``every`` iterations), ``oracle_members`` /
+``psnr_loss_members`` (the mean of the first k fits of all images, k up to ``max_members``). The same run
+compares, on the same first noisy images: the study's method (``experiments.denoise``: NMF of those images
+alone, mu, ``study_iter`` iterations, at the d of ``study_ranks`` that is best against the clean images) and
+the truncated SVD (at its best d of ``svd_ranks``), with and without post-processing, and each step of the
 method with its gain (``tables/steps.md``, ``figures/psnr_by_step.png``).
 """
 
@@ -49,40 +71,68 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from experiments.shared import display_images, draw_reconstructions, fit_options, load_noisy, shown
+from experiments.shared import (
+    display_images,
+    draw_reconstructions,
+    fit_options,
+    load_noisy,
+    model_gain,
+    shown,
+)
 from nmf_lab import NMFResult, fit_nmf, truncated_svd
 from nmf_lab.core.denoiser import Denoiser, model_input, postprocess
 from nmf_lab.core.errors import InvalidOption
 from nmf_lab.core.metrics import psnr
-from nmf_lab.core.rank_selection import RULES, RankSelection, cross_validate_rank
-from nmf_lab.core.solvers import Products, Solver, get_solver, register_solver, solver_names
-from nmf_lab.presentation.figures import cross_validation_curves, psnr_by_step
-from nmf_lab.tracking.model import log_denoiser
+from nmf_lab.core.rank_selection import RULES, BudgetSelection, cross_validate_rank_and_budget, heldout_error
+from nmf_lab.core.transform import transform
+from nmf_lab.presentation.figures import cross_validation_curves, psnr_by_step, run_time_choices
+from nmf_lab.tracking.model import describe, log_denoiser, predict, register_denoiser
 
-HEADLINE = ("psnr_first_500", "psnr", "cv_rank", "psnr_study", "wall_seconds")
-"""What the CLI prints first: the PSNRs (dB) of the denoiser over the first images and over all, the d chosen
-from the noisy images, the study's method at its best d on the same images, and the run's wall time."""
+HEADLINE = (
+    "psnr_first_500",
+    "psnr_unseen",
+    "model_gain_db",
+    "psnr",
+    "cv_rank",
+    "cv_iterations",
+    "cv_members",
+    "psnr_study",
+    "wall_seconds",
+    "cpu_seconds",
+)
+"""What the CLI prints first: the PSNRs (dB) of the denoiser over the first images (transductive), of the model
+on them unseen, the model's gain on fresh noise, the PSNR over all, the three run-time choices, the study's
+method at its best d on the same images, and the run's wall and CPU time."""
 
 
 @dataclass
 class DenoiseBestSettings:
-    """``denoise_best``: the denoiser, and what it is compared with.
+    """``denoise_best``: the denoiser's inputs (none tuned on clean images), and what it is compared with.
 
-    ``members``: how many fits are averaged; ``ranks``, ``folds``, ``holdout``, ``rule``, ``cv_seed``: the
-    cross-validation that chooses d (the grid, K, the fraction of the opaque colour entries each fold hides,
-    the rule, the folds' seed); ``keep_zeros``: set the entries that are 0 in the noisy images to 0;
-    ``first``: psnr_first_500 is over this many first images; ``study_ranks``, ``study_iter``: the study's
-    method (mu on the first images alone) at the best of these d; ``svd_ranks``: the truncated SVD likewise;
-    ``model_tol``: the tolerance of the logged model's projection (:func:`nmf_lab.core.transform.transform`);
-    ``registered_model``: the registered model's name ('' registers none).
+    ``ranks``, ``folds``, ``holdout``, ``rule``, ``cv_seed``: the cross-validation that chooses d (the grid, K,
+    the fraction of the opaque colour entries each fold hides, the rule, the folds' seed); ``every``,
+    ``patience``: the held-out error is measured every ``every`` iterations, up to ``solver.max_iter``, and a
+    curve stops once it has not reached a new minimum for ``patience`` iterations; ``max_members``: the compute
+    budget, at most this many fits; ``member_tol``: a fit is kept while it lowers the validation images'
+    held-out error by more than this fraction of what the second fit did; ``validation``: how many validation
+    images choose the fits; ``keep_zeros``: the zero rule (noisy zeros stay 0); ``first``: the test images
+    0..first - 1, out of the model's fit and every choice, scored (``psnr_first_500``, ``psnr_unseen``);
+    ``study_ranks``, ``study_iter``: the study's method (mu on the first images alone) at the best of these d;
+    ``svd_ranks``: the truncated SVD likewise; ``model_tol``: the tolerance of the model's projection
+    (:func:`nmf_lab.core.transform.transform`); ``registered_model``: the registered model's name ('' registers
+    none).
     """
 
-    members: int = 16
     ranks: list[int] = field(default_factory=lambda: [128, 192, 256, 320])
     folds: int = 2
     holdout: float = 0.1
     rule: str = "min"
     cv_seed: int = 0
+    every: int = 5
+    patience: int = 15
+    max_members: int = 16
+    member_tol: float = 0.01
+    validation: int = 500
     keep_zeros: bool = True
     first: int = 500
     study_ranks: list[int] = field(default_factory=lambda: [64, 96, 128, 160, 192])
@@ -92,8 +142,6 @@ class DenoiseBestSettings:
     registered_model: str = "nmf-lab-denoiser"
 
     def check(self) -> None:
-        if self.members < 1:
-            raise InvalidOption("members", self.members, "an integer >= 1")
         for key in ("ranks", "study_ranks", "svd_ranks"):
             values = getattr(self, key)
             if not values or len(set(values)) != len(values) or min(values) < 1:
@@ -106,9 +154,19 @@ class DenoiseBestSettings:
             )
         if self.rule not in RULES:
             raise InvalidOption("rule", self.rule, f"one of {', '.join(RULES)}")
-        for key, minimum in (("cv_seed", 0), ("first", 1), ("study_iter", 1)):
+        for key, minimum in (
+            ("cv_seed", 0),
+            ("every", 1),
+            ("patience", 1),
+            ("max_members", 1),
+            ("validation", 1),
+            ("first", 1),
+            ("study_iter", 1),
+        ):
             if getattr(self, key) < minimum:
                 raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
+        if not self.member_tol >= 0:
+            raise InvalidOption("member_tol", self.member_tol, "a number >= 0")
         if not self.model_tol > 0:
             raise InvalidOption("model_tol", self.model_tol, "a number > 0")
 
@@ -118,22 +176,73 @@ SETTINGS = {"denoise_best": DenoiseBestSettings}
 
 
 def check(settings) -> None:
-    """The denoiser needs noise to remove and an NMF solver config."""
+    """The denoiser needs noise to remove, an NMF solver config, and images enough for its three splits."""
     if settings.noise.sigma <= 0:
         raise InvalidOption("noise.sigma", settings.noise.sigma, "a noise level > 0 (there is nothing to denoise)")
     if settings.solver is None:
         raise InvalidOption("solver", None, "a solver config (solver=hals)")
+    best = settings.denoise_best
+    if settings.solver.max_iter < best.every:
+        raise InvalidOption(
+            "solver.max_iter",
+            settings.solver.max_iter,
+            f"the largest budget, at least denoise_best.every = {best.every}",
+        )
+    n = getattr(settings.data, "n_images", None)
+    if n is not None and n < best.first + best.validation + 2:
+        raise InvalidOption(
+            "denoise_best.validation",
+            best.validation,
+            f"at most data.n_images - first - 2 = {n - best.first - 2} (test, validation and training images)",
+        )
 
 
 # -- the denoiser: from the noisy images alone ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Split:
+    """Which images (column indices) are test, validation and training images (see the module docstring)."""
+
+    test: np.ndarray
+    validation: np.ndarray
+    train: np.ndarray
+
+    @property
+    def rest(self) -> np.ndarray:
+        """Every image but the test images, in order: what the cross-validation sees."""
+        return np.sort(np.concatenate([self.validation, self.train]))
+
+    @classmethod
+    def of(cls, n: int, first: int, validation: int, seed: int) -> Split:
+        """Test: 0..first - 1; validation: ``validation`` of the others, ``default_rng(seed).choice``, sorted;
+        training: the rest."""
+        if n < first + validation + 2:
+            raise ValueError(f"{n} images are too few for {first} test and {validation} validation images")
+        others = np.arange(first, n)
+        chosen = np.sort(np.random.default_rng(seed).choice(others, validation, replace=False))
+        return cls(test=np.arange(first), validation=chosen, train=np.setdiff1d(others, chosen))
+
+
+@dataclass
+class MemberSelection:
+    """How many fits: the held-out error of the mean of the first k fits of the training images on the validation
+    images (``errors[k - 1]``, k = 1 .. fitted), the count kept (``count``) and the kept fits' bases W."""
+
+    errors: list[float]
+    count: int
+    bases: list[np.ndarray]
+    tol: float
+
+
 @dataclass
 class Denoising:
-    """What :func:`denoise` built: the cross-validation, the member fits, the denoised ``X`` (m x n) and the
-    seconds each part took."""
+    """What :func:`denoise` built: the splits, the choices (d and budget; the members), the fits of all images
+    (``fits``), the denoised ``X`` (m x n, from the first ``members.count`` fits) and the seconds each part took."""
 
-    selection: RankSelection
+    split: Split
+    selection: BudgetSelection
+    members: MemberSelection
     fits: list[NMFResult]
     X: np.ndarray
     seconds: dict[str, float]
@@ -144,24 +253,76 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
     entries ``opaque`` (bool m x n) alone; ``settings`` is the job's config (solver, seed, ``denoise_best``)."""
     best = settings.denoise_best
     options = fit_options(settings)
+    split = Split.of(A_noisy.shape[1], best.first, best.validation, best.cv_seed)
     start = time.perf_counter()
-    selection = cross_validate_rank(
-        A_noisy,
+    rest = split.rest
+    selection = cross_validate_rank_and_budget(
+        A_noisy[:, rest],
         best.ranks,
+        every=best.every,
+        max_iter=settings.solver.max_iter,
+        patience=best.patience,
         folds=best.folds,
         holdout=best.holdout,
-        candidates=opaque,
+        candidates=opaque[:, rest],
         rule=best.rule,
         fold_seed=best.cv_seed,
-        **{**options, "solver": imputed_solver(options["solver"])},
+        **{key: value for key, value in options.items() if key != "max_iter"},  # missing: impute (the config)
     )
     cv_done = time.perf_counter()
-    fits = [fit_nmf(A_noisy, selection.rank, **{**options, "seed": settings.seed + k}) for k in range(best.members)]
+    members = choose_members(A_noisy, opaque, split, selection.rank, selection.budget, settings)
+    members_done = time.perf_counter()
+    budget = {**options, "max_iter": selection.budget}
+    fits = [fit_nmf(A_noisy, selection.rank, **{**budget, "seed": settings.seed + k}) for k in range(members.count)]
     fits_done = time.perf_counter()
-    X = ensemble_mean(fits)
-    X = post_processed(X, A_noisy, opaque, keep_zeros=best.keep_zeros)
-    seconds = {"cv_seconds": cv_done - start, "fit_seconds": fits_done - cv_done}
-    return Denoising(selection=selection, fits=fits, X=X, seconds=seconds)
+    X = post_processed(ensemble_mean(fits), A_noisy, opaque, keep_zeros=best.keep_zeros)
+    seconds = {
+        "cv_seconds": cv_done - start,
+        "members_seconds": members_done - cv_done,
+        "fit_seconds": fits_done - members_done,
+    }
+    return Denoising(split=split, selection=selection, members=members, fits=fits, X=X, seconds=seconds)
+
+
+def heldout_rows(m: int, folds: int, holdout: float, seed: int) -> list[np.ndarray]:
+    """``folds`` disjoint sets of ``round(holdout * m)`` rows (at least 1), ``default_rng(seed).permutation``
+    of 0..m - 1 cut in order: the rows each validation fold hides from the projection."""
+    size = max(1, round(holdout * m))
+    order = np.random.default_rng(seed).permutation(m)
+    return [np.sort(order[k * size : (k + 1) * size]) for k in range(folds)]
+
+
+def choose_members(
+    A_noisy: np.ndarray, opaque: np.ndarray, split: Split, rank: int, budget: int, settings
+) -> MemberSelection:
+    """Step 2: fit the training images at ``rank`` for ``budget`` iterations with seeds ``seed, seed + 1, ...``
+    and keep fits while the held-out error of their mean on the validation images falls by more than
+    ``member_tol`` times the second fit's fall, up to ``max_members`` (see the module docstring)."""
+    best = settings.denoise_best
+    options = {**fit_options(settings), "max_iter": budget}
+    V, V_opaque = A_noisy[:, split.validation], opaque[:, split.validation]
+    folds = heldout_rows(A_noisy.shape[0], best.folds, best.holdout, best.cv_seed)
+    sums = [np.zeros((rows.size, V.shape[1])) for rows in folds]
+    errors: list[float] = []
+    bases: list[np.ndarray] = []
+    count = None
+    for k in range(best.max_members):
+        W = fit_nmf(A_noisy[:, split.train], rank, **{**options, "seed": settings.seed + k}).W
+        fold_errors = []
+        for rows, total in zip(folds, sums):
+            seen = np.ones(A_noisy.shape[0], dtype=bool)
+            seen[rows] = False
+            H = transform(V[seen], W[seen], tol=best.model_tol).H
+            total += W[rows] @ H
+            fold_errors.append(heldout_error(V[rows], total / (k + 1), V_opaque[rows]))
+        errors.append(float(np.mean(fold_errors)))
+        bases.append(W)
+        if k >= 1 and not errors[k - 1] - errors[k] > best.member_tol * (errors[0] - errors[1]):
+            count = k  # this fit did not lower the error enough: stop, without it
+            break
+    if count is None:
+        count = len(bases)
+    return MemberSelection(errors=errors, count=count, bases=bases[:count], tol=best.member_tol)
 
 
 def ensemble_mean(fits: list[NMFResult]) -> np.ndarray:
@@ -179,47 +340,6 @@ def post_processed(X: np.ndarray, A_noisy: np.ndarray, opaque: np.ndarray, *, ke
     return np.where(A_noisy > 0, X, 0.0) if keep_zeros else X
 
 
-def imputed_solver(name: str) -> str:
-    """The name of the imputation (EM) variant of the registered solver ``name``, ``<name>_em``, registered on
-    first use; with a mask it fits ``min ||M * (A - W H)||_F`` as follows, without a mask it is ``name``.
-
-    Before each iteration the unobserved entries of A are set to the current ``W H`` and one iteration of the
-    unmasked solver runs on that filled matrix (a generalised EM step: the filled objective is the masked one
-    plus ``||(1 - M) * (W_k H_k - W H)||^2``, equal to it at the current iterate, so an iteration that lowers
-    the filled objective lowers the masked one: monotone when the solver is). The unobserved entries are never
-    read. One iteration costs the unmasked one plus the product ``W H``, a fresh start of the solver and the exact
-    masked error: about 3 unmasked iterations of HALS (d = 256, 1728 x 10000, float32: 0.87 s against 0.30 s,
-    the fastest of 4 rounds on 2 shared cores), against d / 4 for exact masked HALS."""
-    em_name = f"{name}_em"
-    if em_name in solver_names():
-        return em_name
-    inner = get_solver(name)
-
-    def update(A, W, H, *, mask=None, **options):
-        if mask is None:
-            yield from inner.update(A, W, H, **options)
-            return
-        filled, hidden = A.copy(), ~mask
-        while True:
-            np.copyto(filled, W @ H, where=hidden)
-            steps = inner.update(filled, W, H, **options)
-            next(steps)  # one iteration of the unmasked solver, W and H updated in place
-            steps.close()
-            yield Products(AHt=None, HHt=None, WtW=None, WtA=None)  # fit_nmf measures the masked error itself
-
-    register_solver(
-        Solver(
-            name=em_name,
-            update=update,
-            monotone=inner.monotone,
-            options=inner.options,
-            summary=f"{name} with missing entries by imputation (EM): the hidden entries set to W H each iteration",
-            supports_mask=True,
-        )
-    )
-    return em_name
-
-
 # -- the study: denoise, score, compare, log ------------------------------------------------------------
 
 
@@ -230,10 +350,12 @@ def run(settings, run) -> None:
     sigma = settings.noise.sigma
     opaque = image_set.opaque_entries()
     built = denoise(A_noisy, opaque, settings)  # the noisy images alone
-    selection, d = built.selection, built.selection.rank
+    selection, d, budget, count = built.selection, built.selection.rank, built.selection.budget, built.members.count
+    options = {**fit_options(settings), "max_iter": budget}
 
     # Everything below is evaluation: the clean images A score the denoiser and choose the baselines' d.
-    n_first = min(best.first, image_set.n)
+    test = built.split.test
+    n_first = test.size
     first = slice(0, n_first)
 
     def scores(X: np.ndarray) -> tuple[float, float]:
@@ -244,12 +366,21 @@ def run(settings, run) -> None:
         return post_processed(X, A_noisy, opaque, keep_zeros=best.keep_zeros)
 
     psnr_first, psnr_all = scores(built.X)
-    by_members = members_curve(built.fits, full, scores)
-    one_fit = built.fits[0].W @ built.fits[0].H
+    # What the clean images would have chosen (one choice at a time, the others as chosen), and the PSNR lost.
+    extra = [
+        fit_nmf(A_noisy, d, **{**options, "seed": settings.seed + k}) for k in range(count, best.max_members)
+    ]  # more fits of all images, up to the compute budget: only to score the choice of the count
+    by_members = members_curve(built.fits + extra, full, scores)
+    oracle_members = int(np.argmax([value for value, _ in by_members])) + 1
     single_by_rank = one_fit_by_rank(A_noisy, settings, built, lambda X: scores(full(X))[0])
     oracle = max(single_by_rank, key=single_by_rank.get)
+    iterations, clean_by_iterations = one_fit_by_iterations(A_noisy, settings, built, lambda X: scores(full(X))[0])
+    oracle_iterations = int(iterations[int(np.argmax(clean_by_iterations))])
+    at_budget = clean_by_iterations[list(iterations).index(budget)]
+
     study = study_method(A[:, first], A_noisy[:, first], opaque[:, first], settings)
     svd = svd_method(A[:, first], A_noisy[:, first], opaque[:, first], best.svd_ranks)
+    one_fit = built.fits[0].W @ built.fits[0].H
     steps = [
         ("noisy images", *scores(A_noisy)),
         (
@@ -260,15 +391,16 @@ def run(settings, run) -> None:
         ("+ clip to [0, 1], transparent pixels 0", study["postprocessed"], None),
         ("+ noisy zeros stay 0", study["zero_rule"], None),
         (
-            f"all {image_set.n} images, one {settings.solver.name} fit ({settings.solver.max_iter} iterations), "
-            f"cross-validated d = {d}",
+            f"all {image_set.n} images, one {settings.solver.name} fit, cross-validated d = {d} and budget "
+            f"{budget} iterations",
             *scores(full(one_fit)),
         ),
-        (f"mean of {best.members} fits", psnr_first, psnr_all),
+        (f"mean of {count} fits (count by held-out error)", psnr_first, psnr_all),
     ]
     raw_mean = ensemble_mean(built.fits)
+    no_zero_rule = scores(postprocess(raw_mean, opaque))
     ablations = [  # the last step without one of its parts
-        ("the zero rule (clipped, transparent pixels 0)", *scores(postprocess(raw_mean, opaque))),
+        ("the zero rule (clipped, transparent pixels 0)", *no_zero_rule),
         ("any post-processing", *scores(raw_mean)),
         ("the ensemble (one fit, post-processed)", *scores(full(one_fit))),
     ]
@@ -277,14 +409,26 @@ def run(settings, run) -> None:
     metrics = {
         "psnr_first_500": psnr_first,
         "psnr": psnr_all,
+        "psnr_first_500_no_zero_rule": no_zero_rule[0],
+        "psnr_no_zero_rule": no_zero_rule[1],
         "psnr_noisy_first_500": steps[0][1],
         "psnr_noisy": steps[0][2],
         "cv_rank": d,
+        "cv_iterations": budget,
+        "cv_members": count,
         "oracle_rank": oracle,
         "psnr_one_fit_cv_rank": single_by_rank[d],
         "psnr_one_fit_oracle_rank": single_by_rank[oracle],
         "psnr_loss": single_by_rank[oracle] - single_by_rank[d],
-        "members": best.members,
+        "oracle_iterations": oracle_iterations,
+        "psnr_one_fit_cv_iterations": at_budget,
+        "psnr_one_fit_oracle_iterations": float(np.max(clean_by_iterations)),
+        "psnr_loss_iterations": float(np.max(clean_by_iterations)) - at_budget,
+        "oracle_members": oracle_members,
+        "psnr_oracle_members": by_members[oracle_members - 1][0],
+        "psnr_loss_members": by_members[oracle_members - 1][0] - by_members[count - 1][0],
+        "members": count,
+        "max_members": best.max_members,
         "psnr_study": study["raw"],
         "psnr_study_postprocessed": study["postprocessed"],
         "study_rank": study["rank"],
@@ -296,28 +440,41 @@ def run(settings, run) -> None:
         "zero_rule_wrong_fraction": float(np.count_nonzero(wrong) / max(1, np.count_nonzero(zeros))),
         "zero_rule_wrong_mean": float(A[wrong].mean()) if wrong.any() else 0.0,
         "n_images": image_set.n,
+        "n_test": n_first,
+        "n_validation": built.split.validation.size,
+        "n_train": built.split.train.size,
         "seconds_per_iteration": float(np.median(np.concatenate([np.diff(r.times) for r in built.fits]))),
         **built.seconds,
     }
     run.log_metrics(metrics)
     for k, (value_first, value_all) in enumerate(by_members, start=1):
         run.log_metrics({"psnr_first_500_by_members": value_first, "psnr_by_members": value_all}, step=k)
+    for k, value in enumerate(built.members.errors, start=1):
+        run.log_metrics({"heldout_error_by_members": value}, step=k)
+    by_rank = selection.by_rank()
     for g, rank in enumerate(selection.ranks.tolist()):
         run.log_metrics(
             {
-                "heldout_error": selection.mean[g],
-                "heldout_standard_error": selection.standard_error[g],
+                "heldout_error": by_rank.mean[g],
+                "heldout_standard_error": by_rank.standard_error[g],
+                "heldout_best_iterations": int(selection.iterations[selection.best_checkpoints()[g]]),
                 "psnr_one_fit_by_rank": single_by_rank[rank],
             },
             step=rank,
         )
+        for k, value in zip(*selection.curve(rank)):
+            run.log_metrics({f"heldout_error_d{rank}": value}, step=int(k))
+    for k, value in zip(iterations, clean_by_iterations):
+        run.log_metrics({"psnr_one_fit_by_iterations": value}, step=int(k))
     run.log_array(built.X[:, first], "arrays/denoised_first.npy")
     run.log_array(selection.fold_errors, "arrays/fold_errors.npy")
     run.log_array(selection.ranks, "arrays/ranks.npy")
+    run.log_array(selection.iterations, "arrays/iterations.npy")
+    run.log_array(np.asarray(built.members.errors), "arrays/heldout_error_by_members.npy")
     run.log_text(steps_table(steps, ablations, n_first, image_set.n), "tables/steps.md")
-    run.log_text(comparison_table(metrics, study, svd, n_first), "tables/comparison.md")
+    run.log_text(choices_table(metrics, best), "tables/choices.md")
 
-    sizes = list(range(1, best.members + 1))
+    sizes = list(range(1, len(by_members) + 1))
     figure = psnr_by_step(
         [(label, value) for label, value, _ in steps],
         {
@@ -326,30 +483,58 @@ def run(settings, run) -> None:
         },
         title=f"Denoising {image_set.n} noisy images of {image_set.name}, sigma = {sigma:g}",
         bars_title=f"PSNR over the first {n_first} images, step by step",
-        curves_title=f"the mean of the first k fits (d = {d})",
+        curves_title=f"the mean of the first k fits (d = {d}, {budget} iterations; {count} chosen)",
     )
     run.log_figure(figure, "figures/psnr_by_step.png")
     figure = cross_validation_curves(
         selection.ranks.tolist(),
-        selection.fold_errors,
-        selection.standard_error,
+        by_rank.fold_errors,
+        by_rank.standard_error,
         d,
         (
             [10 ** (-single_by_rank[rank] / 20) for rank in selection.ranks.tolist()],
-            f"clean RMSE of one fit, first {n_first} images",
+            f"clean RMSE of one fit ({budget} iterations), first {n_first} images",
         ),
         rule=selection.rule,
-        title=f"d from {selection.folds}-fold cross-validation on {image_set.n} noisy images "
-        f"({settings.solver.name}, {settings.solver.max_iter} iterations): d = {d}",
+        title=f"d from {selection.folds}-fold cross-validation on {built.split.rest.size} noisy images "
+        f"({settings.solver.name}, each d at its best budget): d = {d}",
     )
     run.log_figure(figure, "figures/rank_cv.png")
-    shown_set = shown(image_set.subset(first))  # the study's method denoised the first images only
+    figure = run_time_choices(
+        {rank: selection.curve(rank) for rank in selection.ranks.tolist()},
+        d,
+        budget,
+        (iterations, clean_by_iterations),
+        built.members.errors,
+        [value for value, _ in by_members],
+        count,
+        title=f"Chosen from the noisy images: d = {d}, {budget} iterations, {count} fits "
+        f"(clean-best: d = {oracle}, {oracle_iterations} iterations, {oracle_members} fits)",
+        clean_label=f"clean PSNR, first {n_first} (evaluation only)",
+    )
+    run.log_figure(figure, "figures/choices.png")
+
+    # The denoiser as a model: the bases of the fits of the training images (never the test images).
+    denoiser = Denoiser.for_images(image_set, built.members.bases, tol=best.model_tol, keep_zeros=best.keep_zeros)
+    test_set = image_set.subset(test)
+    model_uri = log_denoiser(run, denoiser, input_example=model_input(test_set.subset(slice(0, 1)), A_noisy[:, :1]))
+    noisy_test = model_input(test_set, A_noisy[:, test])
+    unseen = {}
+    for zero_rule in (True, False):
+        out = predict(model_uri, noisy_test, zero_rule=zero_rule)
+        X_model = out[..., : image_set.images.shape[2]].reshape(n_first, -1).T
+        unseen[zero_rule] = psnr(A[:, test], X_model, opaque[:, test])
+    run.log_metrics({"psnr_unseen": unseen[best.keep_zeros], "psnr_unseen_no_zero_rule": unseen[False]})
+    gain = model_gain(run, model_uri, test_set, settings, zero_rule=best.keep_zeros)
+    table = comparison_table({**metrics, "psnr_unseen": unseen[best.keep_zeros]}, study, svd, n_first)
+    run.log_text(table, "tables/comparison.md")
+    shown_set = shown(test_set)  # the study's method denoised the first images only
     k = shown_set.n
     draw_reconstructions(
         [
             ("noisy", np.clip(image_set.images_from_matrix(A_noisy[:, :k]), 0.0, 1.0)),
             (f"study's method (d = {study['rank']})", display_images(image_set, study["X"][:, :k])),
-            (f"this denoiser ({best.members} fits, d = {d})", display_images(image_set, built.X[:, :k])),
+            (f"this denoiser ({count} fits, d = {d})", display_images(image_set, built.X[:, :k])),
             ("clean", shown_set.images),
         ],
         run,
@@ -358,20 +543,37 @@ def run(settings, run) -> None:
         title=f"sigma = {sigma:g}: the study's method {study['raw']:.2f} dB, this denoiser {psnr_first:.2f} dB "
         f"(PSNR over the first {n_first})",
     )
-
-    # The denoiser as a model: the members' bases, projection, the same post-processing; registered.
-    denoiser = Denoiser.for_images(
-        image_set, [result.W for result in built.fits], tol=best.model_tol, keep_zeros=best.keep_zeros
-    )
-    X_model = denoiser.denoise_matrix(A_noisy[:, first], opaque[:, first])
-    run.log_metrics({"psnr_first_500_model": psnr(A[:, first], X_model, opaque[:, first])})
-    log_denoiser(
-        run,
-        denoiser,
-        input_example=model_input(image_set.subset(slice(0, 1)), A_noisy[:, :1]),
-        registered_model_name=best.registered_model or None,
-    )
+    if best.registered_model:
+        if gain > 0:
+            register_denoiser(
+                run,
+                model_uri,
+                best.registered_model,
+                gain_db=gain,
+                description=f"{describe(denoiser)} Fitted on {built.split.train.size} noisy images; on the "
+                f"{n_first} test images it never saw: {unseen[best.keep_zeros]:.2f} dB; on a fresh noise draw of them "
+                f"it gains {gain:+.2f} dB.",
+            )
+        else:
+            run.set_tags({"nmf_lab.model_not_registered": f"model_gain_db {gain:+.2f}: it makes images worse"})
     run.log_metrics({"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu})
+
+
+def one_fit_by_iterations(A_noisy: np.ndarray, settings, built: Denoising, score) -> tuple[np.ndarray, list[float]]:
+    """Evaluation of the choice of the budget: one fit of all images at the chosen d (the first member's seed),
+    continued ``every`` iterations at a time up to the last checkpoint the cross-validation reached at that d,
+    ``score`` of ``W H`` at each checkpoint. (HALS rescales its start on each continuation, so a point may
+    differ slightly from a fit of that many iterations.)"""
+    best = settings.denoise_best
+    options = fit_options(settings)
+    iterations = built.selection.curve(built.selection.rank)[0]
+    factors, scored = options.pop("init"), []
+    options.pop("max_iter")
+    for _ in iterations:
+        result = fit_nmf(A_noisy, built.selection.rank, init=factors, max_iter=best.every, **options)
+        factors = (result.W, result.H)
+        scored.append(score(result.W @ result.H))
+    return iterations, scored
 
 
 def members_curve(fits: list[NMFResult], full, scores) -> list[tuple[float, float]]:
@@ -384,8 +586,9 @@ def members_curve(fits: list[NMFResult], full, scores) -> list[tuple[float, floa
 
 
 def one_fit_by_rank(A_noisy: np.ndarray, settings, built: Denoising, score) -> dict[int, float]:
-    """Evaluation of the choice of d: ``score`` of one fit (the first member's seed) at each d of the grid."""
-    options = fit_options(settings)
+    """Evaluation of the choice of d: ``score`` of one fit (the first member's seed, the chosen budget) at each
+    d of the grid."""
+    options = {**fit_options(settings), "max_iter": built.selection.budget}
     scored = {}
     for rank in built.selection.ranks.tolist():
         result = built.fits[0] if rank == built.selection.rank else fit_nmf(A_noisy, rank, **options)
@@ -463,9 +666,56 @@ def comparison_table(metrics: dict, study: dict, svd: dict, n_first: int) -> str
             "(included)",
         ),
     ]
+    if "psnr_unseen" in metrics:
+        rows.append(
+            (
+                f"its model: {metrics['members']} bases fitted on {metrics['n_train']} other images, these {n_first} "
+                "never seen",
+                metrics["cv_rank"],
+                metrics["psnr_unseen"],
+                "(included)",
+            )
+        )
     lines = [
         f"| method | d | PSNR, first {n_first} (dB) | post-processed (dB) |",
         "|---|---|---|---|",
         *(f"| {name} | {d} | {value:.2f} | {post} |" for name, d, value, post in rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def choices_table(metrics: dict, best) -> str:
+    """Markdown: each run-time choice, what the clean images would have chosen, and the PSNR (dB) it lost."""
+    rows = [
+        (
+            "d",
+            f"{best.folds}-fold cross-validation over held-out entries, grid {best.ranks}, rule {best.rule}",
+            metrics["cv_rank"],
+            metrics["oracle_rank"],
+            metrics["psnr_loss"],
+            "one fit at each d",
+        ),
+        (
+            "iterations",
+            f"the same folds, held-out error every {best.every} iterations (patience {best.patience})",
+            metrics["cv_iterations"],
+            metrics["oracle_iterations"],
+            metrics["psnr_loss_iterations"],
+            "one fit at the chosen d",
+        ),
+        (
+            "fits averaged",
+            f"validation images' held-out rows, kept while a fit lowers the error by > {best.member_tol:g} x the "
+            f"second's, at most {best.max_members}",
+            metrics["cv_members"],
+            metrics["oracle_members"],
+            metrics["psnr_loss_members"],
+            f"the mean of k fits, k <= {best.max_members}",
+        ),
+    ]
+    lines = [
+        "| choice | from the noisy images | chosen | clean-best | PSNR lost (dB) | clean scored on |",
+        "|---|---|---|---|---|---|",
+        *(f"| {a} | {b} | {c} | {d} | {e:.3f} | {f} |" for a, b, c, d, e, f in rows),
     ]
     return "\n".join(lines) + "\n"

@@ -124,3 +124,70 @@ def draw_reconstructions(panels, run, *, alpha: np.ndarray | None, name: str, ti
     """
     figure = side_by_side_grids(panels, alpha, title=title)
     run.log_figure(figure, f"figures/{name}.png", compare_key="reconstructions")
+
+
+# -- a denoising model's check: does it help on images outside its fit? --------------------------------
+
+FRESH_NOISE_OFFSET = 1
+"""The fresh noise that measures a model (:func:`model_gain`) is drawn with seed ``noise.seed + 1``: another
+draw than the one its fit saw."""
+
+
+def model_gain(run, model_uri: str, unseen, settings, *, zero_rule: bool | None) -> float:
+    """Measure the logged denoising model ``model_uri`` on the images ``unseen`` (an ImageSet outside its fit)
+    under a fresh noise draw (``noise.sigma``, seed ``noise.seed + 1``): the model as a user loads it
+    (``mlflow.pyfunc.load_model``, ``params={'zero_rule': zero_rule}``), its PSNR against the clean images
+    minus the noisy images'. Logs ``model_gain_db`` (> 0: it helps), ``psnr_model_fresh``,
+    ``psnr_noisy_fresh``, ``model_gain_images`` and ``tables/model_gain.md`` (a sentence the run's description
+    shows: whether the model helps). Returns the gain in dB."""
+    from nmf_lab.core.denoiser import model_input
+    from nmf_lab.core.metrics import psnr
+    from nmf_lab.tracking.model import predict
+
+    sigma, seed = settings.noise.sigma, settings.noise.seed + FRESH_NOISE_OFFSET
+    A, opaque = unseen.matrix(), unseen.opaque_entries()
+    A_fresh = add_noise(A, sigma, seed)
+    denoised = predict(model_uri, model_input(unseen, A_fresh), zero_rule=zero_rule)
+    channels = unseen.images.shape[2]
+    X = denoised[..., :channels].reshape(unseen.n, -1).T
+    before, after = psnr(A, A_fresh, opaque), psnr(A, X, opaque)
+    gain = after - before
+    run.log_metrics(
+        {"model_gain_db": gain, "psnr_model_fresh": after, "psnr_noisy_fresh": before, "model_gain_images": unseen.n}
+    )
+    verdict = "**The logged model helps**" if gain > 0 else "**The logged model makes noisy images worse**"
+    rule = "" if zero_rule is None else f", zero_rule={bool(zero_rule)}"
+    run.log_text(
+        f"{verdict}: on {unseen.n} images outside its fit ({images_named(unseen)}) with fresh noise (sigma = "
+        f"{sigma:g}, seed {seed}{rule}), it takes the PSNR from {before:.2f} dB to {after:.2f} dB "
+        f"(model_gain_db {gain:+.2f})." + ("" if gain > 0 else " It is not registered.") + "\n",
+        "tables/model_gain.md",
+    )
+    return gain
+
+
+def images_named(image_set) -> str:
+    """The ids of an image set in a few words: ``ids 500..599`` when consecutive, else the first few."""
+    ids = np.asarray(image_set.ids)
+    if ids.size and np.array_equal(ids, np.arange(ids[0], ids[0] + ids.size)):
+        return f"ids {ids[0]}..{ids[-1]}"
+    return f"ids {', '.join(map(str, ids[:5].tolist()))}{', ...' if ids.size > 5 else ''}"
+
+
+def images_outside(settings, image_set, count: int):
+    """Up to ``count`` images of the job's data set that are not in ``image_set`` (those the job loaded): the
+    first ids of the set not among its ids, from the job's loader asked for ``n_images + count`` images in id
+    order. None when the loader has no ``n_images`` or no more images."""
+    import dataclasses
+
+    from nmf_lab.core.errors import InvalidOption
+
+    n = getattr(settings.data, "n_images", None)
+    if n is None:
+        return None
+    try:
+        larger = dataclasses.replace(settings.data, n_images=n + count, subset="first").load()
+    except (InvalidOption, TypeError, ValueError):
+        return None
+    outside = np.flatnonzero(~np.isin(np.asarray(larger.ids), np.asarray(image_set.ids)))[:count]
+    return larger.subset(outside) if outside.size else None

@@ -194,3 +194,73 @@ def test_the_model_of_a_denoising_run_denoises_punks_it_never_saw(
     numpy_denoiser = Denoiser.for_images(fresh, W, postprocess=True)
     np.testing.assert_allclose(denoised, numpy_denoiser.denoise_images(noisy), atol=1e-12)
     assert X.min() >= 0 and X.max() <= 1 and (X[~opaque] == 0).all()
+
+
+# --- the zero rule's assumption (issue 20, item 3) and the registration rule (item 4) -------------------
+
+
+def zero_rule_case():
+    """A denoiser of 4 x 3 RGBA images and noisy images with exact zeros on opaque pixels."""
+    image_set = rgba_set(n=6, seed=3)
+    W = disjoint_basis(36, 4, seed=8)
+    noisy = np.clip(image_set.matrix() + 0.1, 0, 1) * image_set.opaque_entries()
+    noisy[::5] = 0.0  # a few exact zeros on opaque pixels: the rule clears them, the projection fills them
+    return image_set, W, model_input(image_set, noisy), noisy
+
+
+def test_a_denoiser_built_with_the_zero_rule_refuses_to_guess_whether_the_input_follows_the_noise_model():
+    image_set, W, images, _ = zero_rule_case()
+    built = Denoiser.for_images(image_set, W, keep_zeros=True)
+    with pytest.raises(ValueError, match=r"zero entries are exact \(spec 6.1.*zero_rule=True.*zero_rule=False"):
+        built.denoise_images(images)
+    with_rule, without = built.denoise_images(images, zero_rule=True), built.denoise_images(images, zero_rule=False)
+    zeros = images[..., :3] == 0
+    assert (with_rule[..., :3][zeros] == 0).all() and without[..., :3][zeros & (images[..., 3:] > 0)].any()
+    # A denoiser built without the rule applies it only when asked.
+    plain = Denoiser.for_images(image_set, W)
+    np.testing.assert_array_equal(plain.denoise_images(images), without)
+    np.testing.assert_array_equal(plain.denoise_images(images, zero_rule=True), with_rule)
+
+
+def test_the_logged_model_states_its_assumption_and_takes_zero_rule_as_a_parameter(
+    client, tracking_uri, experiment_name, monkeypatch
+):
+    from nmf_lab.tracking.model import predict
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    image_set, W, images, _ = zero_rule_case()
+    denoiser = Denoiser.for_images(image_set, W, keep_zeros=True)
+    with tracked_run(client, get_experiment_id(client, experiment_name)) as run:
+        model_uri = log_denoiser(run, denoiser, input_example=images[:1])
+    model = mlflow.pyfunc.load_model(model_uri)
+    (param,) = model.metadata.get_params_schema().params
+    assert param.to_dict() == {"name": "zero_rule", "type": "boolean", "default": None, "shape": None}
+    description = model.metadata.metadata["description"]
+    assert "zero entries are exact (spec 6.1" in description and "refuses" in description
+    logged = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert logged.tags["mlflow.note.content"] == description
+    with pytest.raises(Exception, match="zero_rule=True"):
+        model.predict(images)
+    for zero_rule in (True, False):
+        expected = denoiser.denoise_images(images, zero_rule=zero_rule)
+        np.testing.assert_array_equal(model.predict(images, params={"zero_rule": zero_rule}), expected)
+        np.testing.assert_array_equal(predict(model_uri, images, zero_rule=zero_rule), expected)
+
+
+def test_a_model_that_makes_images_worse_is_never_registered(client, tracking_uri, experiment_name, monkeypatch):
+    from nmf_lab.tracking.model import HarmfulModel, register_denoiser
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    image_set = rgba_set()
+    denoiser = Denoiser.for_images(image_set, disjoint_basis(36, 3, seed=9))
+    name = f"denoiser-{experiment_name}"
+    with tracked_run(client, get_experiment_id(client, experiment_name)) as run:
+        model_uri = log_denoiser(run, denoiser)
+        for gain in (-0.5, 0.0, float("nan")):
+            with pytest.raises(HarmfulModel, match="makes noisy images outside its fit worse"):
+                register_denoiser(run, model_uri, name, gain_db=gain, description="x")
+        assert not client.search_model_versions(f"name = '{name}'")
+        version = register_denoiser(run, model_uri, name, gain_db=0.4, description="helps by 0.4 dB")
+    (registered,) = client.search_model_versions(f"name = '{name}'")
+    assert registered.version == version and registered.source == model_uri and registered.run_id == run.run_id
+    assert registered.description == "helps by 0.4 dB"

@@ -42,6 +42,19 @@ def model_input(image_set, colours: np.ndarray | None = None) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(3, 0, 1, 2))
 
 
+ZERO_RULE_ASSUMPTION = (
+    "built for noisy images whose zero entries are exact (spec 6.1: Gaussian noise on the non-zero entries only, "
+    "clipped to [0, 1]); its zero rule keeps a noisy 0 at 0, which holds only for such input"
+)
+"""What a denoiser built with the zero rule assumes of its input, in words (its model's description says it)."""
+
+ZERO_RULE_REFUSAL = (
+    f"this denoiser was {ZERO_RULE_ASSUMPTION}. Say whether your images follow that noise model: "
+    "zero_rule=True (MLflow: params={'zero_rule': True}) applies the rule, zero_rule=False denoises without it"
+)
+"""The message of a denoiser built with the zero rule that was not told whether its input follows the noise model."""
+
+
 @dataclass(frozen=True, eq=False)
 class Denoiser:
     """Denoise images by projecting them onto learned bases.
@@ -55,8 +68,12 @@ class Denoiser:
         postprocess: apply :func:`postprocess` (clip to [0, 1], clear the transparent pixels); without it the
             projection is returned as it is (it may exceed 1 slightly).
         solver, max_iter, tol: the options of :func:`~nmf_lab.core.transform.transform`.
-        keep_zeros: also set to 0 every entry that is 0 in the noisy input: the noise model never moves a zero
-            entry (spec 6.1), so a noisy 0 is almost always a clean 0 (``experiments.denoise_best``).
+        keep_zeros: the denoiser was built for input whose zero entries are exact: the noise model of spec 6.1
+            adds noise only to the non-zero entries, so a noisy 0 is almost always a clean 0, and the *zero rule*
+            sets to 0 every entry that is 0 in the noisy input (``experiments.denoise_best``). The rule is wrong
+            for any other noise (e.g. noise on every entry, where a 0 is only a clipped negative), so the image
+            API applies it only when the caller says the input follows that noise model (``zero_rule=True``),
+            and a denoiser built with it refuses to guess (see :meth:`denoise_images`).
     """
 
     bases: tuple[np.ndarray, ...]
@@ -100,21 +117,36 @@ class Denoiser:
         """The channels of an input image: the colours, plus one for alpha."""
         return self.image_shape[2] + int(self.alpha)
 
-    def denoise_matrix(self, A_noisy: np.ndarray, opaque: np.ndarray | None = None) -> np.ndarray:
+    def denoise_matrix(
+        self, A_noisy: np.ndarray, opaque: np.ndarray | None = None, *, zero_rule: bool | None = None
+    ) -> np.ndarray:
         """X = mean_k W_k H_k for noisy images ``A_noisy`` (m x n, entries in [0, 1]), post-processed with
-        ``opaque`` (bool m x n, False on transparent pixels; None: all opaque) when :attr:`postprocess` is on.
+        ``opaque`` (bool m x n, False on transparent pixels; None: all opaque) when :attr:`postprocess` is on,
+        and with the zero rule (the entries 0 in ``A_noisy`` set to 0) when ``zero_rule`` is True; None: as
+        the denoiser was built (:attr:`keep_zeros`; the caller of this matrix API built it for its data).
         Returns X, m x n float64."""
+        zero_rule = self.keep_zeros if zero_rule is None else bool(zero_rule)
         A_noisy = np.asarray(A_noisy, dtype=np.float64)
         X = np.zeros_like(A_noisy)
         for W in self.bases:
             X += W @ transform(A_noisy, W, solver=self.solver, max_iter=self.max_iter, tol=self.tol).H
         X /= len(self.bases)
         X = postprocess(X, opaque) if self.postprocess else X
-        return np.where(A_noisy > 0, X, 0.0) if self.keep_zeros else X
+        return np.where(A_noisy > 0, X, 0.0) if zero_rule else X
 
-    def denoise_images(self, images: np.ndarray) -> np.ndarray:
+    def denoise_images(self, images: np.ndarray, *, zero_rule: bool | None = None) -> np.ndarray:
         """Denoised copies of noisy ``images`` (n, h, w, :attr:`channels`), values in [0, 1], the alpha channel
-        (if any) last and returned unchanged. Raises ValueError naming a wrong shape or a value outside [0, 1]."""
+        (if any) last and returned unchanged. Raises ValueError naming a wrong shape or a value outside [0, 1].
+
+        ``zero_rule``: True when the caller knows the images' zero entries are exact (spec 6.1's noise: zero
+        entries get no noise): the entries 0 in ``images`` stay 0. False: no zero rule. None (not said): no
+        zero rule for a denoiser built without it; a denoiser built with it (:attr:`keep_zeros`) refuses with a
+        ValueError that names its assumption, rather than silently apply it to data it may not hold for (or
+        silently drop part of the method it was measured with)."""
+        if zero_rule is None:
+            if self.keep_zeros:
+                raise ValueError(ZERO_RULE_REFUSAL)
+            zero_rule = False
         images = np.asarray(images)
         h, w, c = self.image_shape
         expected = (h, w, self.channels)
@@ -136,7 +168,7 @@ class Denoiser:
         opaque = None
         if self.alpha:
             opaque = np.repeat(images[..., c:] > 0, c, axis=3).reshape(n, h * w * c).T
-        X = self.denoise_matrix(A_noisy, opaque)
+        X = self.denoise_matrix(A_noisy, opaque, zero_rule=zero_rule)
         out = images.copy()
         out[..., :c] = X.T.reshape(n, h, w, c)
         return out

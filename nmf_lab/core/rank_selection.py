@@ -40,6 +40,7 @@ from the best). Hence ``"one_se_largest"`` for choosing d to denoise, ``"min"`` 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -48,7 +49,16 @@ import numpy as np
 from nmf_lab.core.nmf import NMFResult, fit_nmf
 from nmf_lab.core.validation import check_int, is_integer, is_real
 
-__all__ = ["RULES", "RankSelection", "cross_validate_rank", "heldout_error", "heldout_folds", "select_rank"]
+__all__ = [
+    "RULES",
+    "BudgetSelection",
+    "RankSelection",
+    "cross_validate_rank",
+    "cross_validate_rank_and_budget",
+    "heldout_error",
+    "heldout_folds",
+    "select_rank",
+]
 
 RULES = ("min", "one_se", "one_se_largest")
 """The rules that choose d from the mean held-out errors (see the module's docstring)."""
@@ -236,3 +246,160 @@ def _check_ranks(ranks) -> np.ndarray:
     if not ok or len(set(int(d) for d in values)) != len(values):
         raise ValueError(f"ranks must be a non-empty list of distinct integers >= 1 (the grid of d), got {ranks!r}")
     return np.array(sorted(int(d) for d in values), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BudgetSelection:
+    """What :func:`cross_validate_rank_and_budget` measured and chose: the held-out error of every d of a grid
+    against the iterations, from the same folds.
+
+    Attributes:
+        ranks: int64 (g,), the grid of d, increasing.
+        iterations: int64 (c,), the checkpoints (iteration counts) at which the held-out error was measured.
+        fold_errors: float64 (K, g, c), the held-out RMSE of fold k at ``ranks[g]`` after ``iterations[c]``
+            iterations; NaN after the curve of that d stopped (``patience``).
+        mean: float64 (g, c), the mean over the folds (NaN where not measured).
+        standard_error: float64 (g, c), ``std(ddof=1) / sqrt(K)``.
+        rank: the chosen d (by ``rule`` from the lowest mean of each d, :attr:`by_rank`).
+        budget: the chosen iteration budget: the checkpoint with the lowest mean held-out error at ``rank``.
+        rule: the rule that chose ``rank`` (one of :data:`RULES`).
+        holdout: the fraction of the candidate entries each fold held out.
+        heldout_entries: how many entries each fold held out.
+    """
+
+    ranks: np.ndarray
+    iterations: np.ndarray
+    fold_errors: np.ndarray
+    mean: np.ndarray
+    standard_error: np.ndarray
+    rank: int
+    budget: int
+    rule: str
+    holdout: float
+    heldout_entries: int
+
+    @property
+    def folds(self) -> int:
+        return self.fold_errors.shape[0]
+
+    def best_checkpoints(self) -> np.ndarray:
+        """int64 (g,): for each d, the index of its checkpoint with the lowest mean held-out error."""
+        return np.array([int(np.nanargmin(row)) for row in self.mean], dtype=np.int64)
+
+    def by_rank(self) -> RankSelection:
+        """The choice of d alone, as :func:`cross_validate_rank` reports it: each d at its own best budget
+        (fold errors, mean and standard error at that checkpoint)."""
+        best = self.best_checkpoints()
+        at = np.arange(self.ranks.size)
+        fold_errors = self.fold_errors[:, at, best]
+        mean, standard_error = self.mean[at, best], self.standard_error[at, best]
+        return RankSelection(
+            ranks=self.ranks,
+            fold_errors=fold_errors,
+            mean=mean,
+            standard_error=standard_error,
+            rule=self.rule,
+            rank=self.rank,
+            best_rank=select_rank(self.ranks, mean, standard_error, "min"),
+            holdout=self.holdout,
+            heldout_entries=self.heldout_entries,
+        )
+
+    def curve(self, rank: int) -> tuple[np.ndarray, np.ndarray]:
+        """(iterations, mean held-out error) of ``rank``, the checkpoints it reached."""
+        row = self.mean[int(np.flatnonzero(self.ranks == rank)[0])]
+        reached = ~np.isnan(row)
+        return self.iterations[reached], row[reached]
+
+
+def cross_validate_rank_and_budget(
+    A,
+    ranks: Sequence[int],
+    *,
+    every: int,
+    max_iter: int,
+    patience: int,
+    folds: int = 2,
+    holdout: float = 0.1,
+    candidates: np.ndarray | None = None,
+    rule: str = "min",
+    fold_seed: int = 0,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+    on_checkpoint: Callable[[int, int, float], None] | None = None,
+    **fit_options,
+) -> BudgetSelection:
+    """Choose d and the iteration budget from ``A`` alone, by K-fold cross-validation over its entries.
+
+    The folds are those of :func:`cross_validate_rank` (:func:`heldout_folds`). For every d of ``ranks``,
+    each fold's masked fit runs ``every`` iterations at a time (a fit continued from where the last stopped:
+    ``fit_nmf(..., init=(W, H), max_iter=every)``), and after each stretch the held-out RMSE is measured: a
+    curve of held-out error against iterations per fold. A curve stops at ``max_iter`` iterations, or once
+    its mean over the folds has not reached a new minimum for ``patience`` iterations (the held-out error of
+    an NMF fit first falls, while the fit describes the signal, then rises, once it fits the noise of the
+    entries it sees). Then d is chosen by ``rule`` from each d's lowest mean (and its standard error there),
+    and the budget is the checkpoint with the lowest mean at that d.
+
+    ``every``, ``max_iter``, ``patience``: integers >= 1 (``max_iter`` a multiple of ``every`` is measured up to
+    itself; otherwise up to the last multiple below it). ``on_checkpoint(d, iterations, mean_error)``: called
+    after each checkpoint (progress). The other arguments are :func:`cross_validate_rank`'s, and
+    ``fit_options`` go to every :func:`nmf_lab.fit_nmf` (``max_iter`` and ``init`` excepted: ``init`` starts each
+    fit, then the fit goes on from its own factors).
+
+    A solver restarts on each call (a HALS solver rescales its starting point optimally), so a curve's point at
+    k iterations may differ slightly from one fit of k iterations, unless the solver's iterations are
+    restarts anyway (an imputation (EM) variant).
+    """
+    A = np.asarray(A)
+    if A.ndim != 2:
+        raise ValueError(f"A must be a 2-D matrix (m x n), got shape {A.shape}")
+    grid = _check_ranks(ranks)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    for key, value in (("every", every), ("max_iter", max_iter), ("patience", patience)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if max_iter < every:
+        raise ValueError(f"max_iter must be at least every = {every}, got {max_iter!r}")
+    fit_options = dict(fit_options)
+    fit_options.pop("max_iter", None)
+    init = fit_options.pop("init", "random")
+    heldout = heldout_folds(A.shape, folds, holdout, candidates=candidates, seed=fold_seed)
+    checkpoints = np.arange(every, max_iter + 1, every, dtype=np.int64)
+    errors = np.full((folds, grid.size, checkpoints.size), np.nan)
+    dtype = fit_options.get("dtype")
+    # The fits never read the hidden entries (zeros make that plain); converted once to the fits' dtype.
+    seen = [np.where(hidden, 0, A).astype(dtype or A.dtype, copy=False) for hidden in heldout]
+    observed = [~hidden for hidden in heldout]
+    for g, d in enumerate(grid):
+        factors = [init] * folds
+        best, best_at = math.inf, 0
+        for c, iterations in enumerate(checkpoints.tolist()):
+            for k, hidden in enumerate(heldout):
+                result = fit_nmf(seen[k], int(d), mask=observed[k], init=factors[k], max_iter=every, **fit_options)
+                factors[k] = (result.W, result.H)
+                errors[k, g, c] = heldout_error(A, result.W @ result.H, hidden, value_range)
+            mean = float(errors[:, g, c].mean())
+            if on_checkpoint is not None:
+                on_checkpoint(int(d), iterations, mean)
+            if mean < best:
+                best, best_at = mean, iterations
+            elif iterations - best_at >= patience:
+                break
+    mean = errors.mean(axis=0)
+    standard_error = errors.std(axis=0, ddof=1) / math.sqrt(folds)
+    best = np.array([int(np.nanargmin(row)) for row in mean])
+    at = np.arange(grid.size)
+    rank = select_rank(grid, mean[at, best], standard_error[at, best], rule)
+    g = int(np.flatnonzero(grid == rank)[0])
+    return BudgetSelection(
+        ranks=grid,
+        iterations=checkpoints,
+        fold_errors=errors,
+        mean=mean,
+        standard_error=standard_error,
+        rank=rank,
+        budget=int(checkpoints[best[g]]),
+        rule=rule,
+        holdout=float(holdout),
+        heldout_entries=int(heldout[0].sum()),
+    )

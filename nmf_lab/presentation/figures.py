@@ -463,3 +463,77 @@ def psnr_by_step(
     curve.legend(fontsize="small")
     figure.suptitle(title)
     return figure
+
+
+def run_time_choices(
+    curves: Mapping[int, tuple[Sequence[int], Sequence[float]]],
+    rank: int,
+    budget: int,
+    clean_iterations: tuple[Sequence[int], Sequence[float]],
+    members_heldout: Sequence[float],
+    members_clean: Sequence[float],
+    members: int,
+    *,
+    title: str,
+    clean_label: str,
+) -> Figure:
+    """A denoiser's choices from held-out error, beside what the clean images say (evaluation only).
+
+    Left: the mean held-out RMSE against the iterations, one curve per d (``curves``: d -> (iterations,
+    errors)), each curve's minimum dotted and the chosen (d, budget) circled. Middle: at d = ``rank``, the
+    held-out curve and, on a second axis, the clean PSNR of one fit against the iterations
+    (``clean_iterations``), the chosen and the clean-best budget marked. Right: the held-out RMSE of the mean
+    of the first k members (``members_heldout``, k = 1, 2, ...) and the clean PSNR of the mean of the first k
+    fits (``members_clean``), the chosen and the clean-best k marked."""
+    figure = Figure(figsize=(17.0, 4.8), layout="constrained")
+    left, middle, right = figure.subplots(1, 3)
+    for (d, (iterations, errors)), colour in zip(sorted(curves.items()), [f"C{k}" for k in range(10)] * 10):
+        left.plot(iterations, errors, marker=".", color=colour, label=f"d = {d}")
+        best = int(np.argmin(errors))
+        left.plot(iterations[best], errors[best], "o", color=colour, markersize=5)
+    iterations, errors = curves[rank]
+    at = list(iterations).index(budget)
+    left.plot(budget, errors[at], "o", markersize=15, markerfacecolor="none", color="C3")
+    left.set(title="held-out entries: error against iterations", xlabel="iterations", ylabel="held-out RMSE")
+    left.annotate(
+        f"chosen: d = {rank}, {budget} iterations",
+        (budget, errors[at]),
+        textcoords="offset points",
+        xytext=(0, -22),
+        ha="center",
+        color="C3",
+        fontsize="small",
+    )
+
+    middle.plot(iterations, errors, marker=".", color="C0", label=f"held-out RMSE, d = {rank}")
+    middle.set(title=f"the budget at d = {rank}", xlabel="iterations", ylabel="held-out RMSE")
+    clean_axis = middle.twinx()
+    clean_x, clean_y = clean_iterations
+    clean_axis.plot(clean_x, clean_y, marker="s", markersize=3, color="C2", label=clean_label)
+    clean_best = int(np.argmax(clean_y))
+    clean_axis.set_ylabel("PSNR against the clean images (dB)", color="C2")
+    middle.axvline(budget, color="C3", linestyle=":", label=f"chosen: {budget}")
+    middle.axvline(clean_x[clean_best], color="C2", linestyle="--", label=f"clean-best: {clean_x[clean_best]}")
+    handles = middle.get_legend_handles_labels()
+    extra = clean_axis.get_legend_handles_labels()
+    middle.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize="small", loc="upper center")
+
+    counts = np.arange(1, len(members_heldout) + 1)
+    right.plot(counts, members_heldout, marker="o", color="C0", label="held-out RMSE, mean of the first k")
+    right.set(title="the number of members", xlabel="members k", ylabel="held-out RMSE")
+    clean_axis = right.twinx()
+    clean_counts = np.arange(1, len(members_clean) + 1)
+    clean_axis.plot(clean_counts, members_clean, marker="s", markersize=3, color="C2", label=clean_label)
+    clean_axis.set_ylabel("PSNR against the clean images (dB)", color="C2")
+    clean_best = int(np.argmax(members_clean)) + 1
+    right.axvline(members, color="C3", linestyle=":", label=f"chosen: {members}")
+    right.axvline(clean_best, color="C2", linestyle="--", label=f"clean-best: {clean_best}")
+    right.xaxis.get_major_locator().set_params(integer=True)
+    handles = right.get_legend_handles_labels()
+    extra = clean_axis.get_legend_handles_labels()
+    right.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize="small", loc="center right")
+    for ax in (left, middle, right):
+        ax.grid(True, alpha=0.3)
+    left.legend(fontsize="small")
+    figure.suptitle(title)
+    return figure
