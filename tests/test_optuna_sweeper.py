@@ -34,6 +34,19 @@ class MineSettings:
     cost: float = 0.0
     sleep: float = 0.0
     fail: list = field(default_factory=list)
+    fit: bool = False
+
+
+def fit_movies(settings, run, trial):
+    """Fit the movie ratings with d = 2 in trial 0 and d = 1 after (an error above trial 0's at every step)."""
+    from dataclasses import replace
+
+    from experiments.shared import fit
+
+    result = fit(settings.data.load(), replace(settings, rank=2 if trial == 0 else 1))
+    run.log_curve("error", result.errors)
+    run.log_metrics({"loss": result.final_error, "n_iter": result.n_iter})
+    run.set_tags({"nmf_lab.stop_reason": result.stop_reason})
 
 
 SETTINGS = {"mine": MineSettings}
@@ -44,6 +57,8 @@ def run(settings, run):
     if trial in settings.mine.fail:
         raise RuntimeError(f"trial {trial} fails on purpose")
     time.sleep(settings.mine.sleep)
+    if settings.mine.fit:
+        return fit_movies(settings, run, trial)
     loss = (settings.mine.x - 0.3) ** 2 + settings.mine.cost * trial
     run.log_curve("loss_curve", loss * np.linspace(2.0, 1.0, 20))
     run.log_metrics({"loss": loss})
@@ -61,6 +76,7 @@ mine:
   cost: 0.0
   sleep: 0.0
   fail: []
+  fit: false
 hydra:
   mode: MULTIRUN
   sweeper:
@@ -225,6 +241,26 @@ def test_a_pruner_marks_unpromising_trials_pruned(user_folder, tracking_uri, cli
     assert parent.data.metrics["trials_pruned"] == 3 and parent.info.status == FINISHED
     (trial_zero,) = [child for child in children if child.data.tags["nmf_lab.trial"] == "0"]
     assert parent.data.tags["nmf_lab.best_run"] == trial_zero.info.run_id
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_stops_its_fit(user_folder, tracking_uri, client, experiment_name):
+    """Trials fitting through experiments.shared.fit report their error at 2 checkpoints while they fit: trial 1
+    (d = 1, worse than trial 0's d = 2 from the start) is stopped at the first, half-way through its 1000
+    iterations, and recorded PRUNED."""
+    result = nmf_lab(
+        user_folder, tracking_uri, "mine.x=interval(0,1)", "mine.fit=true", "data.matrix=movies",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.checkpoints=2", "hydra.sweeper.intermediate=error",
+        "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:1}",
+        f"tracking.experiment={experiment_name}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (parent,), children = runs_of(client, experiment_name)
+    runs = {int(child.data.tags["nmf_lab.trial"]): child for child in children}
+    assert runs[0].data.tags["nmf_lab.trial_state"] == "COMPLETE" and runs[0].data.metrics["n_iter"] == 1000
+    assert runs[1].data.tags["nmf_lab.trial_state"] == "PRUNED" and runs[1].info.status == FINISHED
+    assert runs[1].data.metrics["n_iter"] == 500 and runs[1].data.tags["nmf_lab.stop_reason"] == "callback"
+    assert parent.data.metrics["trials_pruned"] == 1
 
 
 @pytest.mark.slow

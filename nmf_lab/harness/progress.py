@@ -36,10 +36,14 @@ def fit_progress(total: int, description: str) -> Iterator[Callable[[int, float]
         dynamic_ncols=True,
     )
 
+    from nmf_lab.harness.search import trial_callback
+
+    pruning = trial_callback(total)  # a search's job with a pruner: report the error, stop when pruned
+
     def callback(k: int, error: float) -> bool:
         bar.update(k - bar.n)
         bar.set_postfix(error=f"{error:.5g}", refresh=False)
-        return False
+        return bool(pruning is not None and pruning(k, error))
 
     try:
         yield callback

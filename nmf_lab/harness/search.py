@@ -7,10 +7,13 @@ experiment, the objective and the search space, so that the same command run aga
 study. Trials are asked in batches (ask/tell); each is one job of the sweep, a child run of its parent tagged
 ``nmf_lab.trial``. When a batch has ended, each trial's outcome is read from its run: FAILED (or no run) is a
 failed trial (Optuna's FAIL), a FINISHED run gives the objective, its final metric. Pruning reads the run's
-metric history (``intermediate``, by default the ``error`` curve, step = iteration) at ``checkpoints`` evenly
-spaced steps and reports them as intermediate values; a pruner that would have stopped the trial at one of them
-marks it PRUNED. The job has run to its end by then (the curve is logged in one batch when the fit ends): pruning
-here records which trials a pruner finds unpromising and tells the sampler, it does not save their time.
+error at ``checkpoints`` evenly spaced iterations. A job whose study fits through
+:func:`experiments.shared.fit` reports them itself while it fits (:func:`trial_callback`, the fit's callback:
+``$NMF_LAB_SEARCH`` names the study, its storage and pruner) and stops its fit when the pruner prunes it; its run
+ends FINISHED with ``nmf_lab.stop_reason = callback`` and the trial PRUNED. For any other study the sweeper reads
+the run's metric history (``intermediate``, by default ``error``, step = iteration) at the checkpoints when the job
+has ended, and a pruner that would have stopped the trial at one of them marks it PRUNED: that records which trials
+a pruner finds unpromising and tells the sampler, but does not save their time.
 
 At the end the parent run gets the tag ``nmf_lab.best_run`` (the run of the study's best trial), the metrics
 ``study_trials`` (trials in the study so far, earlier sweeps included) and ``best_<objective>``, the figures
@@ -21,13 +24,15 @@ At the end the parent run gets the tag ``nmf_lab.best_run`` (the run of the stud
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nmf_lab.harness.config import ConfigError
 from nmf_lab.harness.job import PARENT_RUN_ENV, TRIAL_TAG
@@ -45,6 +50,13 @@ STUDY_STORAGE_TAG = TAG_PREFIX + "optuna_storage"
 TRIAL_STATE_TAG = TAG_PREFIX + "trial_state"
 RUN_ID_ATTR = "mlflow_run_id"
 """The user attribute of a trial that names its run."""
+
+SEARCH_ENV = "NMF_LAB_SEARCH"
+"""Set by the sweeper when it has a pruner (its jobs inherit it): JSON of the study's name, storage, pruner config
+and checkpoints, with which a job reports its fit's error and stops when pruned (:func:`trial_callback`)."""
+
+PRUNED_ATTR = "pruned_at_step"
+"""The user attribute a job sets on its trial when the pruner stopped its fit there."""
 
 STORAGE_ENV = "NMF_LAB_OPTUNA_STORAGE"
 """The study's database when the tracking store is a server (``hydra.sweeper.storage`` reads it)."""
@@ -82,7 +94,6 @@ def instantiate_seeded(config, offset: int = 0):
     if config is None:
         return None
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(config) if isinstance(config, DictConfig) else dict(config)
     if config.get("seed") is not None:
@@ -95,6 +106,52 @@ def checkpoint_steps(n_steps: int, checkpoints: int) -> list[int]:
     if n_steps <= 0:
         return []
     return sorted({max(0, round(k * (n_steps - 1) / checkpoints)) for k in range(1, checkpoints + 1)})
+
+
+def trial_callback(total: int):
+    """In a job of a search with a pruner (``$NMF_LAB_SEARCH`` and ``$NMF_LAB_TRIAL`` set): a fit callback
+    ``callback(k, error)`` that reports the error at the checkpoints of a fit of ``total`` iterations to the job's
+    trial and returns True (stop the fit) when the pruner prunes it, after recording the step in the trial's user
+    attribute ``pruned_at_step``. None elsewhere, or when the study cannot be reached (the job then runs to its
+    end and the sweeper judges its curve)."""
+    from nmf_lab.harness.job import TRIAL_ENV
+
+    spec, number = os.environ.get(SEARCH_ENV), os.environ.get(TRIAL_ENV)
+    if not spec or number is None:
+        return None
+    try:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        spec = json.loads(spec)
+        storage = optuna.storages.RDBStorage(spec["storage"], skip_compatibility_check=True)
+        study = optuna.load_study(
+            study_name=spec["study"],
+            storage=storage,
+            sampler=optuna.samplers.RandomSampler(),  # never samples here: the trial has its params
+            pruner=instantiate_seeded(spec["pruner"]),
+        )
+        study_id = storage.get_study_id_from_name(spec["study"])
+        trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, int(number)))
+    except Exception:
+        log.exception("trial %s cannot report to its study; its fit runs to its end", number)
+        return None
+    steps = set(checkpoint_steps(total + 1, int(spec["checkpoints"])))  # the error curve: errors[0..total]
+
+    def callback(k: int, error: float) -> bool:
+        if k not in steps or not math.isfinite(error):
+            return False
+        try:
+            trial.report(float(error), k)
+            if trial.should_prune():
+                trial.set_user_attr(PRUNED_ATTR, k)
+                log.info("trial %s pruned at iteration %d (error %.6g)", number, k, error)
+                return True
+        except Exception:
+            log.exception("trial %s could not report iteration %d", number, k)
+        return False
+
+    return callback
 
 
 class Search:
@@ -165,6 +222,10 @@ class Search:
                 f"nmf-lab: the study {name!r} exists and is to {study.direction.name.lower()} its objective, "
                 f"not to {direction}: choose another hydra.sweeper.study_name"
             )
+        if pruner is not None and intermediate == "error":  # the jobs' fits report their error as they go
+            pruner_config = OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else dict(pruner)
+            spec = {"storage": url, "study": name, "pruner": pruner_config, "checkpoints": checkpoints}
+            os.environ[SEARCH_ENV] = json.dumps(spec)
         study.set_user_attr("objective", objective)
         study.set_user_attr("space", space.describe())
         RunLog(client, parent.run_id).set_tags({STUDY_NAME_TAG: name, STUDY_STORAGE_TAG: masked(url)})
@@ -227,6 +288,12 @@ class Search:
 
     def _pruned(self, trial, run: StoredRun) -> bool:
         """Report the run's ``intermediate`` curve at the checkpoints; True if the pruner stops it at one."""
+        reported = self.study.get_trials(deepcopy=False)[trial.number]
+        if PRUNED_ATTR in reported.user_attrs:  # the job's fit was stopped there (trial_callback)
+            log.info("trial %d was pruned at step %d", trial.number, reported.user_attrs[PRUNED_ATTR])
+            return True
+        if reported.intermediate_values:  # reported by the job as it fitted, and not pruned
+            return False
         if not self.intermediate or self.intermediate not in run.metrics:
             return False
         curve = run.curve(self.intermediate)
@@ -293,7 +360,7 @@ class Search:
         parent.log_figure(figure, "figures/optimization_history.png")
         importances, note = self._importances()
         n_complete = sum(trial.state.name == "COMPLETE" for trial in trials)
-        title = f"{self.name}: from {n_complete} complete trials"
+        title = f"{self.name}: from {n_complete} complete trials" + (f" ({note})" if importances and note else "")
         figure = search_figures.param_importances(importances, objective=self.objective, title=title, note=note)
         parent.log_figure(figure, "figures/param_importances.png")
 
@@ -301,10 +368,13 @@ class Search:
         import optuna
 
         try:
-            return dict(optuna.importance.get_param_importances(self.study)), ""
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                importances = dict(optuna.importance.get_param_importances(self.study))
         except (RuntimeError, ValueError) as error:
             log.info("no parameter importances: %s", error)
             return {}, f"not computable yet: {error}"
+        return importances, "; ".join(str(warning.message) for warning in caught)
 
     def _table(self, trials, best) -> str:
         """``tables/search.md``: the best trial with a link to its run, then every trial of the study."""
