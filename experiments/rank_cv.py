@@ -3,12 +3,14 @@
 Task 3c asks for the d with the lowest reconstruction error, which the denoising study measures against the
 clean images, which a real denoising problem never has. This study chooses d from A_noisy alone
 (:func:`nmf_lab.core.rank_selection.cross_validate_rank`): in each of K folds a random part of the observed
-entries is held out, NMF is fitted with a mask on the rest for every d of a grid, and the held-out error is
-measured; a rule (``rank_cv.rule``) chooses d from the mean over the folds: by default the largest d within
-one standard error of the lowest mean, since the held-out error (prediction) favours a smaller d than the
-clean error of denoising does (:mod:`nmf_lab.core.rank_selection` measures why). Then NMF is fitted to all entries
-at every d of the grid: the fit at the chosen d is the result, and only for evaluation are the clean images
-used, to find the d that would have been best (the oracle) and what the choice lost in PSNR.
+entries is held out, NMF is fitted with a mask on the rest for every d of a grid (by imputation at the
+defaults, ``solver.missing=impute``: the hidden entries set to the current ``W H`` before each unmasked
+iteration; ``solver.missing=exact`` fits with the weighted updates), and the held-out error is measured; a
+rule (``rank_cv.rule``) chooses d from the mean over the folds: by default the largest d within one standard
+error of the lowest mean, since the held-out error (prediction) favours a smaller d than the clean error of
+denoising does (:mod:`nmf_lab.core.rank_selection` measures why). Then NMF is fitted to all entries at every d
+of the grid: the fit at the chosen d is the result, and only for evaluation are the clean images used, to find
+the d that would have been best (the oracle) and what the choice lost in PSNR.
 
 Which entries are held out: the colour channels of opaque pixels (all entries for images without alpha).
 The colours of transparent pixels are known zeros (alpha is known, as in every study): they are always
