@@ -12,7 +12,13 @@ For H: ``F = W``, ``B = A``, ``X = H``. For W: the same on the transposed proble
 - ``gram_times(X)``: ``G_j x_j`` for every column j, with ``G = F^T F`` shared by every column without a
   mask and ``G_j = F^T diag(m_j) F`` with one (the denominators of the multiplicative updates);
 - ``passes(X, floor, ...)``: exact coordinate descent over the rows of ``X`` (HALS), in place;
-- ``quadratic(X) = sum_j x_j^T G_j x_j``, i.e. ``||M * (F X)||^2``.
+- ``quadratic(X) = sum_j x_j^T G_j x_j``, i.e. ``||M * (F X)||^2``;
+- ``mu_terms(X)``: the numerator and denominator of the multiplicative update, ``(C, G X)``, and ``G X``;
+- ``gradient(X)``: ``G X - C``, the gradient of the objective below over 2.
+
+A penalty (:mod:`nmf_lab.core.penalties`) wraps a subproblem: ``passes`` take its ``C`` and a ``ridge`` added
+to the diagonal of every ``G_j``. A β-divergence (:mod:`nmf_lab.core.losses`) has subproblems of its own
+with ``mu_terms`` and ``gradient`` only.
 
 The objective at ``X`` is then ``||M * B||^2 - 2 <C, X> + quadratic(X)`` (:func:`squared_error`).
 """
@@ -189,20 +195,33 @@ class DenseLeastSquares:
         self.C = part.cross(F) if C is None else C
         self.G = F.T @ F
 
+    exponent = 1.0  # of the multiplicative update's ratio
+
     def gram_times(self, X: np.ndarray) -> np.ndarray:
         return self.G @ X
 
     def quadratic(self, X: np.ndarray, GX: np.ndarray | None = None) -> float:
         return inner(GX, X) if GX is not None else inner(self.G, X @ X.T)
 
-    def passes(self, X, floor: float, *, max_sweeps: int = 1, inner_tol: float = 0.0, want_GX: bool = False):
+    def mu_terms(self, X: np.ndarray):
+        """The multiplicative update's numerator and denominator, ``(C, G X)``, and ``G X`` (for the error)."""
+        GX = self.gram_times(X)
+        return self.C, GX, GX
+
+    def gradient(self, X: np.ndarray, GX: np.ndarray | None = None) -> np.ndarray:
+        """``G X - C`` (a new array); ``GX``: ``G X`` if the caller has it."""
+        return (self.gram_times(X) if GX is None else GX) - self.C
+
+    def passes(self, X, floor: float, *, max_sweeps=1, inner_tol=0.0, want_GX=False, C=None, ridge=0.0):
         """Coordinate passes over the rows of ``X`` on the non-zero columns of ``B``, in place (the others sit
-        at the floor, their optimum); returns ``G X`` at the end if ``want_GX``."""
+        at the floor, their optimum); returns ``(G + ridge I) X`` at the end if ``want_GX``. ``C``: the
+        numerators if not this subproblem's (a penalty's ``C - l1``), ``ridge``: added to the diagonal of G."""
         part, G = self.part, self.G
-        diagonal = np.maximum(np.diagonal(G), np.finfo(G.dtype).tiny)[:, None]
+        diagonal = np.maximum(np.diagonal(G) + ridge, np.finfo(G.dtype).tiny)[:, None]
         G_off = G / diagonal
         np.fill_diagonal(G_off, 0)
-        C = self.C if part.all_cols else self.C[:, part.cols]
+        C = self.C if C is None else C
+        C = C if part.all_cols else C[:, part.cols]
         C_scaled = C / diagonal
         copy = not (part.all_cols and X.flags.c_contiguous)
         Xp = np.ascontiguousarray(X[:, part.cols]) if copy else X
@@ -210,7 +229,12 @@ class DenseLeastSquares:
         repeat_passes(Xp, lambda: hals_sweep(Xp, G_off, C_scaled, floor, work), max_sweeps, inner_tol)
         if copy:
             X[:, part.cols] = Xp
-        return self.G @ X if want_GX else None
+        if not want_GX:
+            return None
+        GX = self.G @ X
+        if ridge:
+            GX += ridge * X
+        return GX
 
     def solve_on_support(self, X: np.ndarray, columns: np.ndarray) -> bool:
         return solve_on_support(self, X, columns)
@@ -272,6 +296,9 @@ class MaskedLeastSquares:
         self.keep = keep
         self.grams = None  # the per-column Gram matrices of the non-zero columns, when kept
 
+    exponent = 1.0
+    mu_terms, gradient = DenseLeastSquares.mu_terms, DenseLeastSquares.gradient
+
     def gram_times(self, X: np.ndarray) -> np.ndarray:
         """``F^T (M * (F X))``: two products with K x N matrices."""
         P = self.F @ X
@@ -285,20 +312,22 @@ class MaskedLeastSquares:
         np.multiply(P, self.mask, out=P)
         return inner(P, P)
 
-    def passes(self, X, floor: float, *, max_sweeps: int = 1, inner_tol: float = 0.0, want_GX: bool = False):
-        """Exact masked coordinate passes over the non-zero columns of ``X``, in place; returns ``G_j x_j`` of
-        every column at the end if ``want_GX`` (0 on the zero columns, where it is of order floor^2)."""
+    def passes(self, X, floor: float, *, max_sweeps=1, inner_tol=0.0, want_GX=False, C=None, ridge=0.0):
+        """Exact masked coordinate passes over the non-zero columns of ``X``, in place; returns ``(G_j + ridge
+        I) x_j`` of every column at the end if ``want_GX`` (0 on the zero columns, where it is of order
+        floor^2). ``C`` and ``ridge`` as for :meth:`DenseLeastSquares.passes`."""
         part = self.part
         Xp = np.ascontiguousarray(X[:, part.cols])
         Fp = np.ascontiguousarray(self.F[part.rows].T)
-        C = self.C if part.all_cols else self.C[:, part.cols]
+        C = self.C if C is None else C
+        C = C if part.all_cols else C[:, part.cols]
         d, N = Xp.shape
         if self.grams is None and self.keep and d * d * N <= _GRAM_CACHE:
-            self.grams = self._scaled_grams(Fp, slice(0, N))  # F fixed (transform): the same Grams every call
+            self.grams = self._scaled_grams(Fp, slice(0, N), ridge)  # F fixed (transform): the same every call
         blocks = [slice(0, N)] if self.grams is not None else even_parts(N, _GRAM_BUDGET // (d * d))
         GX = np.zeros_like(X) if want_GX else None
         for cols in blocks:
-            G, diagonal = self.grams if self.grams is not None else self._scaled_grams(Fp, cols)
+            G, diagonal = self.grams if self.grams is not None else self._scaled_grams(Fp, cols, ridge)
             Xb, C_scaled = Xp[:, cols], C[:, cols] / diagonal
             out = np.empty(Xb.shape[1], dtype=X.dtype)
 
@@ -337,9 +366,9 @@ class MaskedLeastSquares:
         residual *= self.mask[:, columns]
         return np.einsum("ij,ij->j", residual, residual, dtype=np.float64)
 
-    def _scaled_grams(self, Fp: np.ndarray, cols: slice) -> tuple[np.ndarray, np.ndarray]:
-        """``G_j`` of the non-zero columns ``cols``, divided by their diagonals with the diagonal set to 0
-        (d x d x b), and the diagonals (d x b)."""
+    def _scaled_grams(self, Fp: np.ndarray, cols: slice, ridge: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``G_j + ridge I`` of the non-zero columns ``cols``, divided by their diagonals with the diagonal set
+        to 0 (d x d x b), and the diagonals (d x b)."""
         d, K = Fp.shape
         Mt = self.M_part
         n_pairs = d * (d + 1) // 2
@@ -356,7 +385,7 @@ class MaskedLeastSquares:
         if self.extra is not None:
             G += self.extra[cols]
         diag = np.arange(d)
-        diagonal = np.maximum(G[diag, diag], np.finfo(Fp.dtype).tiny)  # (d, b)
+        diagonal = np.maximum(G[diag, diag] + ridge, np.finfo(Fp.dtype).tiny)  # (d, b)
         G /= diagonal[:, None, :]
         G[diag, diag] = 0
         return G, diagonal

@@ -7,6 +7,7 @@ Every input is validated here, at the boundary; the solvers in :mod:`nmf_lab.cor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nmf_lab.core.inits import INITS, initial_factors
+from nmf_lab.core.losses import LOSSES, BetaProblem, loss_name, objective_text
+from nmf_lab.core.penalties import PenalizedProblem, penalty_weights
 from nmf_lab.core.problems import MISSING, Report, Side, make_problem
 from nmf_lab.core.solvers import Solver, get_solver, solver_names
 from nmf_lab.core.validation import (
@@ -24,6 +27,7 @@ from nmf_lab.core.validation import (
     check_mask,
     check_matrix,
     check_non_negative,
+    check_real,
     is_real,
 )
 
@@ -38,7 +42,10 @@ class NMFResult:
         errors: float64 array of length ``n_iter + 1``; ``errors[k] = ||A - W_k H_k||_F`` (with a mask
             ``M``, ``||M * (A - W_k H_k)||_F``) at the iterate the solver reported after k iterations,
             ``errors[0]`` at the initial guess (for ``"ahals_extrapolated"`` the iterate is ``(W_k, Hy_k)``,
-            see :func:`fit_nmf`).
+            see :func:`fit_nmf`). With another loss or a penalty it is the objective minimised, as
+            :attr:`objective` says: for a β-divergence ``D_β(A | W_k H_k)`` (summed over the observed
+            entries) plus the penalty; for the Frobenius loss with a penalty ``sqrt(||M * (A - W_k H_k)||_F^2
+            + 2 penalty)`` (scikit-learn's objective is half its square).
         n_iter: the number of iterations done.
         solver: the name of the solver that produced the factors.
         stop_reason: why the run stopped: ``"max_iter"`` (``n_iter == max_iter``), ``"tol"`` (the projected
@@ -50,6 +57,9 @@ class NMFResult:
         times: float64 array of length ``n_iter + 1``; ``times[k]`` is the wall-clock seconds from the start
             of the run (after validation and the initial guess) until ``errors[k]`` was known.
         options: the solver's options the run used, every one (``Solver.resolve_options``): what the factors came from.
+        loss: the loss minimised: ``"frobenius"``, ``"kl"``, ``"is"`` or ``"beta=<β>"``.
+        penalized: whether an L1/L2 penalty was part of the objective.
+        objective: what ``errors`` holds, in words (e.g. ``"KL divergence D(A | W H) + penalty"``).
     """
 
     W: np.ndarray
@@ -61,6 +71,9 @@ class NMFResult:
     best_iter: int | None = None
     times: np.ndarray | None = None
     options: dict[str, float | int] = field(default_factory=dict)
+    loss: str = "frobenius"
+    penalized: bool = False
+    objective: str = "||M * (A - W H)||_F"
 
     def __post_init__(self):
         if self.best_iter is None:
@@ -86,6 +99,10 @@ def fit_nmf(
     tol: float = 0.0,
     time_limit: float | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
+    loss: str | float = "frobenius",
+    alpha_W: float = 0.0,
+    alpha_H: float | str = "same",
+    l1_ratio: float = 0.0,
     **options: float | int,
 ) -> NMFResult:
     """Factorize a non-negative m x n matrix ``A`` into ``W`` (m x d) times ``H`` (d x n), d = ``rank``.
@@ -127,6 +144,20 @@ def fit_nmf(
             default) for no limit. It is checked after each iteration, so the last one may overrun it.
         callback: optional ``callback(k, errors[k])``, called after each iteration (e.g. a progress bar).
             Returning True stops the run there, with ``stop_reason`` ``"callback"`` (e.g. a target error).
+        loss: the loss minimised (:mod:`nmf_lab.core.losses`): ``"frobenius"`` (the default, ``||M * (A -
+            W H)||_F^2 / 2``), ``"kl"`` (generalized Kullback–Leibler, β = 1: count data), ``"is"``
+            (Itakura–Saito, β = 0) or any finite real β (scikit-learn's names ``"kullback-leibler"`` and
+            ``"itakura-saito"`` too); summed over the observed entries with a mask. Any loss but Frobenius
+            needs a solver that fits β-divergences (``"mu"``, Févotte & Idier's updates; the HALS family is
+            refused) and ``missing="exact"``; for β <= 0 every observed entry of ``A`` must be > 0
+            (``d_β(0 | p)`` is infinite there; the error says how many are not, as scikit-learn does).
+        alpha_W, alpha_H, l1_ratio: L1/L2 penalties with scikit-learn's meaning (:mod:`nmf_lab.core.penalties`):
+            ``alpha_W * n * (l1_ratio |W|_1 + (1 - l1_ratio) ||W||_F^2 / 2) + alpha_H * m * (l1_ratio |H|_1 +
+            (1 - l1_ratio) ||H||_F^2 / 2)`` is added to the loss (A is m x n; scikit-learn's
+            ``non_negative_factorization(A, ...)`` minimises the same with A's rows as its samples).
+            ``alpha_W`` >= 0 (default 0: no penalty), ``alpha_H`` >= 0 or ``"same"`` (the default: alpha_W),
+            ``l1_ratio`` in [0, 1]. Every solver on problems takes them (the HALS passes solve the penalized
+            coordinate problems exactly; the penalized HALS solvers do not rescale the initial guess).
         **options: the solver's own options, the rest at their defaults (``get_solver(solver).options``
             describes them): ``delta`` for ``"mu"``, the safe-division constant added to each denominator
             (default 1e-9; the spec suggests 1e-9..1e-6); none for ``"hals"``; ``alpha`` and ``inner_tol``
@@ -197,8 +228,57 @@ def fit_nmf(
         W, H = initial_factors(A, rank, "random" if init is None else init, seed, mask)
     else:
         W, H = _check_init(init, A, rank)
-    problem = make_problem(A, mask, missing)
-    return iterate(problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback)
+    beta, weights = _check_objective(entry, A, mask, missing, loss, alpha_W, alpha_H, l1_ratio)
+    problem = make_problem(A, mask, missing) if beta == 2 else BetaProblem(A, beta, mask)
+    if weights[0] or weights[1]:
+        problem = PenalizedProblem(problem, *weights)
+    result = iterate(
+        problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback
+    )
+    penalized = bool(weights[0] or weights[1])
+    return dataclasses.replace(
+        result, loss=loss_name(beta), penalized=penalized, objective=objective_text(beta, penalized)
+    )
+
+
+def _check_objective(entry: Solver, A, mask, missing: str, loss, alpha_W, alpha_H, l1_ratio):
+    """β of ``loss`` and the penalty weights ``(W's, H's)``, checked against the solver and the data."""
+    if isinstance(loss, str) and loss.lower() in LOSSES:
+        beta = LOSSES[loss.lower()]
+    elif is_real(loss, finite=True):
+        beta = float(loss)
+    else:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))} or a finite real beta, got {loss!r}")
+    alpha_W = check_real("alpha_W", alpha_W, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+    if isinstance(alpha_H, str) and alpha_H == "same":
+        alpha_H = alpha_W
+    alpha_H = check_real("alpha_H", alpha_H, lambda v: math.isfinite(v) and v >= 0, "'same' or a finite number >= 0")
+    l1_ratio = check_real("l1_ratio", l1_ratio, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+    weights = penalty_weights(A.shape, alpha_W, alpha_H, l1_ratio)
+    if (weights[0] or weights[1]) and not entry.problems:
+        raise ValueError(f"solver {entry.name!r} is written on arrays, not problems: it cannot take a penalty")
+    if beta == 2:
+        return beta, weights
+    if not entry.beta_losses:
+        takes = [name for name in solver_names() if get_solver(name).beta_losses]
+        raise ValueError(
+            f"solver {entry.name!r} minimises the Frobenius loss only, not loss={loss!r}; "
+            f"solvers that fit beta-divergences: {', '.join(takes)}"
+        )
+    if mask is not None and missing != "exact":
+        raise ValueError(
+            f"missing={missing!r} is for the Frobenius loss; with loss={loss!r} use missing='exact': the weighted "
+            f"updates cost no more than the unmasked ones there (one product more for 'kl')"
+        )
+    if beta <= 0:
+        zeros = int(np.count_nonzero(A == 0) - (0 if mask is None else np.count_nonzero(~mask)))
+        if zeros:
+            raise ValueError(
+                f"loss={loss!r} (beta = {beta:g} <= 0) needs A > 0 on every observed entry (d(0 | p) is "
+                f"infinite for beta <= 0), but {zeros} observed entries of A are 0; add a small value to A "
+                f"or use a loss with beta > 0 (e.g. 'kl')"
+            )
+    return beta, weights
 
 
 def iterate(
@@ -349,7 +429,6 @@ class ProjectedGradient:
         """Per column of ``X``, the squared projected gradient of its half (float64)."""
         if side is None or side.sub.version != problem.shared.version:
             side = Side(problem.least_squares(F), X)
-        gradient = side.GX if side.GX is not None else side.sub.gram_times(X)
-        gradient = gradient - side.sub.C
+        gradient = side.sub.gradient(X, side.GX)
         gradient[(self.floor >= X) & (gradient >= 0)] = 0
         return np.einsum("kj,kj->j", gradient, gradient, dtype=np.float64)

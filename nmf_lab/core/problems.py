@@ -88,17 +88,8 @@ class _Shared:
         self.norm2, self.version = norm2, 0
 
 
-class DenseProblem:
-    """``min ||A - W H||_F`` with every entry observed (``A`` m x n, finite, >= 0)."""
-
-    static = True  # the data never change: F^T A is linear in F from one iteration to the next
-    kind = "dense"
-
-    def __init__(self, A: np.ndarray):
-        self._view(A, Part(A), _Shared(float(np.einsum("ij,ij->", A, A, dtype=np.float64))), None)
-
-    def _view(self, A, part: Part, shared: _Shared, transposed) -> None:
-        self.A, self.part, self.shared, self._T = A, part, shared, transposed
+class ProblemData:
+    """What every problem kind tells of its data ``A``: the shape and the dtype."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -107,6 +98,21 @@ class DenseProblem:
     @property
     def dtype(self) -> np.dtype:
         return self.A.dtype
+
+
+class DenseProblem(ProblemData):
+    """``min ||A - W H||_F`` with every entry observed (``A`` m x n, finite, >= 0)."""
+
+    static = True  # the data never change: F^T A is linear in F from one iteration to the next
+    kind = "dense"
+    beta = 2.0  # the loss: ||M * (A - W H)||_F^2 / 2 (a β-divergence: nmf_lab.core.losses)
+    penalized = False  # no penalty (nmf_lab.core.penalties wraps a problem in one)
+
+    def __init__(self, A: np.ndarray):
+        self._view(A, Part(A), _Shared(float(np.einsum("ij,ij->", A, A, dtype=np.float64))), None)
+
+    def _view(self, A, part: Part, shared: _Shared, transposed) -> None:
+        self.A, self.part, self.shared, self._T = A, part, shared, transposed
 
     @property
     def T(self):
@@ -135,6 +141,12 @@ class DenseProblem:
 
     def floor(self, rank: int) -> float:
         return component_floor(self.A, rank)
+
+    @staticmethod
+    def combine(error: float, penalty: float) -> float:
+        """The penalized objective in the error's units: ``sqrt(error^2 + 2 penalty)`` (the error is the
+        norm, the loss half its square)."""
+        return math.sqrt(error * error + 2.0 * penalty)
 
     def refresh(self, W: np.ndarray, H: np.ndarray) -> bool:
         """Before an iteration at ``(W, H)``: update the data if they depend on the iterate; returns whether

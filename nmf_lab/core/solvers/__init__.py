@@ -3,7 +3,8 @@
 The built-in solvers (:func:`solver_names` lists every registered one):
 
 ``"mu"``
-    Lee & Seung's multiplicative updates, Algorithm 1 of the spec (:mod:`.mu`). Option ``delta``.
+    Lee & Seung's multiplicative updates, Algorithm 1 of the spec (:mod:`.mu`). Option ``delta``. The only
+    built-in solver for the β-divergence losses (Févotte & Idier's updates, :mod:`nmf_lab.core.losses`).
 ``"hals"``
     Hierarchical alternating least squares: one exact pass over the rows of H, then over the columns of W
     (:mod:`.hals`). No options.
@@ -14,9 +15,10 @@ The built-in solvers (:func:`solver_names` lists every registered one):
     may rise (``monotone=False``): ``fit_nmf`` returns its best iterate. Options ``alpha``, ``inner_tol``,
     ``beta0``, ``eta``, ``gamma``, ``gamma_bar``.
 
-Each fits every problem kind (:mod:`nmf_lab.core.problems`: dense, exact mask, imputed mask) and can hold W
-fixed (``transform``). ``get_solver(name).options`` describes each option; ``fit_nmf(A, d, solver=name,
-**options)`` sets them. :mod:`.registry` tells how to add a solver, in-process or from an installed package.
+Each fits every problem kind (:mod:`nmf_lab.core.problems`: dense, exact mask, imputed mask), takes the L1/L2
+penalties (:mod:`nmf_lab.core.penalties`) and can hold W fixed (``transform``). ``get_solver(name).options``
+describes each option; ``fit_nmf(A, d, solver=name, **options)`` sets them. :mod:`.registry` tells how to
+add a solver, in-process or from an installed package.
 
 References:
     D. D. Lee, H. S. Seung. Algorithms for non-negative matrix factorization. NIPS 13, 2001.
@@ -91,7 +93,15 @@ MU_OPTIONS = {
 """The option of ``mu``."""
 
 BUILT_IN = tuple(
-    Solver(name=name, update=update, monotone=monotone, options=options, summary=summary, problems=True)
+    Solver(
+        name=name,
+        update=update,
+        monotone=monotone,
+        options=options,
+        summary=summary,
+        problems=True,
+        beta_losses=name == "mu",  # the HALS family minimises squares: Frobenius only
+    )
     for name, update, monotone, options, summary in (
         ("mu", multiplicative_updates, True, MU_OPTIONS,
          "multiplicative updates (Algorithm 1): H <- H * (W^T A) / (W^T W H + delta), then W alike"),

@@ -13,7 +13,8 @@ floor(alpha * rho)`` times (:func:`sweep_budget`), until a pass moves the factor
 times the first did. HALS is accelerated HALS with ``alpha = 0``.
 
 Before the first iteration the initial guess is lifted to the floor and rescaled to its best multiple
-(:func:`start`). Dead components: no entry is ever zero; a component at the floor comes back once it can
+(:func:`start`; not with a penalty, :mod:`nmf_lab.core.penalties`, whose subproblems the passes solve
+exactly as they are). Dead components: no entry is ever zero; a component at the floor comes back once it can
 lower the error, with ``||w_k|| ~ eps0`` and ``||h_k|| ~ 1 / eps0``, and is then rebalanced
 (:func:`rebalance`) so that the floor stays negligible for it. With W fixed (``update_W=False``: transform)
 the floor is 0 and after iterations 20, 40, 80, ... each column whose support the last pass kept gets the
@@ -65,7 +66,7 @@ def start(problem, W: np.ndarray, H: np.ndarray, floor: float, update_W: bool):
     clamp(problem, W if update_W else None, H, floor)
     problem.refresh(W, H)
     sub = problem.least_squares(W, keep=not update_W)
-    if update_W:
+    if update_W and not problem.penalized:  # a rescaling changes a penalty: the guess is left as given
         fit, size = inner(sub.C, H), sub.quadratic(H)
         if fit > 0 and size > 0:
             root = np.sqrt(fit / size)
@@ -80,7 +81,10 @@ def start(problem, W: np.ndarray, H: np.ndarray, floor: float, update_W: bool):
 def rebalance(W: np.ndarray, H: np.ndarray, problem, floor: float, others_W=(), others_H=()) -> np.ndarray | None:
     """If a component is out of balance, rescale every one to ``||w_k|| = ||h_k||`` (``w_k <- lambda_k w_k``,
     ``h_k <- h_k / lambda_k``, ``lambda_k = sqrt(||h_k|| / ||w_k||)``: W H and the error stay), the other
-    points alike, in place; returns the scale, or None if nothing was done."""
+    points alike, in place; returns the scale, or None if nothing was done. Never with a penalty (it would
+    change the penalized objective)."""
+    if problem.penalized:
+        return None
     ratio = np.sqrt(np.einsum("kj,kj->k", H, H, dtype=np.float64) / np.einsum("ik,ik->k", W, W, dtype=np.float64))
     if np.all((ratio <= BALANCE_LIMIT) & (ratio >= 1 / BALANCE_LIMIT)):
         return None

@@ -1,5 +1,10 @@
 """Lee and Seung's multiplicative updates, Algorithm 1 of the spec (equations 12 and 13), on any problem.
 
+Written on the subproblem's ``mu_terms(X)``: ``X <- X * (numerator / (denominator + delta))^exponent``. For
+the Frobenius loss below they are ``(C, G X)`` with exponent 1; a penalty adds ``l1 + l2 X`` to the
+denominator (:mod:`nmf_lab.core.penalties`); a β-divergence has its own terms and Févotte & Idier's exponent
+(:mod:`nmf_lab.core.losses`).
+
 Each iteration updates H, then W with the new H (the W update is the H update of the transposed problem)::
 
     H <- H * C / (G H + delta)      C = W^T (M * A),   G H = W^T (M * (W H))   (without a mask: (W^T W) H)
@@ -24,8 +29,8 @@ import numpy as np
 from nmf_lab.core.problems import Report, Side
 
 
-def multiplicative_step(X: np.ndarray, C: np.ndarray, GX: np.ndarray, delta: float) -> None:
-    """``X <- X * C / (G X + delta)`` in place (``GX`` is not modified); with ``delta = 0`` a zero
+def multiplicative_step(X: np.ndarray, C: np.ndarray, GX: np.ndarray, delta: float, exponent: float = 1.0) -> None:
+    """``X <- X * (C / (G X + delta))^exponent`` in place (``GX`` is not modified); with ``delta = 0`` a zero
     denominator keeps the entry and subnormal results become 0."""
     ratio = GX + delta  # the denominator, then the quotient, in one new buffer
     if delta > 0:
@@ -34,6 +39,8 @@ def multiplicative_step(X: np.ndarray, C: np.ndarray, GX: np.ndarray, delta: flo
         positive = ratio > 0
         np.divide(C, ratio, out=ratio, where=positive)
         ratio[~positive] = 1
+    if exponent != 1:
+        np.power(ratio, exponent, out=ratio)
     X *= ratio
     if delta == 0:
         X[np.finfo(X.dtype).tiny > X] = 0
@@ -44,13 +51,14 @@ def multiplicative_updates(problem, W: np.ndarray, H: np.ndarray, *, delta: floa
     ``G H`` at the new iterate, the denominator of the next H update (so the error costs nothing more)."""
     problem.refresh(W, H)
     sub = problem.least_squares(W, keep=not update_W)
-    GH = sub.gram_times(H)
+    numerator, denominator, GH = sub.mu_terms(H)
     while True:
-        multiplicative_step(H, sub.C, GH, delta)
+        multiplicative_step(H, numerator, denominator, delta, sub.exponent)
         if update_W:
             sub_W = problem.T.least_squares(H.T)
-            multiplicative_step(W.T, sub_W.C, sub_W.gram_times(W.T), delta)
+            numerator_W, denominator_W, _ = sub_W.mu_terms(W.T)
+            multiplicative_step(W.T, numerator_W, denominator_W, delta, sub_W.exponent)
         if problem.refresh(W, H) or update_W:
             sub = problem.least_squares(W, keep=not update_W)
-        GH = sub.gram_times(H)
+        numerator, denominator, GH = sub.mu_terms(H)
         yield Report(H=Side(sub, H, GH))

@@ -135,6 +135,9 @@ class Solver:
             and minimising ``||M * (A - W H)||_F``; False (the default, so that solvers written before masks
             keep working): ``fit_nmf`` refuses it a mask with ``missing="exact"``. True for every solver on
             problems.
+        beta_losses: True if ``update`` fits the β-divergence losses (:mod:`nmf_lab.core.losses`): it asks
+            its subproblems only for ``mu_terms`` (the multiplicative updates). False (the default): the
+            Frobenius loss only; ``fit_nmf`` refuses it another loss.
     """
 
     name: str
@@ -144,6 +147,7 @@ class Solver:
     summary: str
     supports_mask: bool = False
     problems: bool = False
+    beta_losses: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -152,7 +156,7 @@ class Solver:
             raise TypeError(f"solver {self.name!r}: update must be a generator function, got {self.update!r}")
         if not isinstance(self.monotone, bool):
             raise TypeError(f"solver {self.name!r}: monotone must be True or False, got {self.monotone!r}")
-        for flag in ("supports_mask", "problems"):
+        for flag in ("supports_mask", "problems", "beta_losses"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"solver {self.name!r}: {flag} must be True or False, got {getattr(self, flag)!r}")
         if self.problems:
