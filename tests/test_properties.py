@@ -1,9 +1,9 @@
 """No silent NaN: the properties scikit-learn's own NMF tests check, over random problems of every shape.
 
-For every solver, problem kind (dense, exact mask, imputed mask), dtype and start, on random matrices
-that are 1 x n, m x 1, tall, wide, dense or mostly zeros: the factors and the errors are finite, the factors
-are non-negative, and ``errors[k]`` is ``||M * (A - W_k H_k)||_F`` at the iterate the solver reported
-(computed here from scratch in float64).
+For every solver, problem kind (dense, exact mask, imputed mask), loss (every β for mu), penalty, dtype and
+start, on random matrices that are 1 x n, m x 1, tall, wide, dense or mostly zeros: the factors and the errors
+are finite, the factors are non-negative, and ``errors[k]`` is the objective (``||M * (A - W_k H_k)||_F``
+without a loss or penalty) at the iterate the solver reported (computed here from scratch in float64).
 """
 
 from __future__ import annotations
@@ -39,6 +39,36 @@ def random_problem(seed: int):
     return A.astype(dtype), mask, rank, str(init), float(rng.choice([0.0, 1e-9]))
 
 
+def random_objective(seed: int, solver: str, A: np.ndarray):
+    """A loss (any β for mu, Frobenius for the HALS family) and penalties, drawn apart from the problem; for
+    β <= 0 the data are lifted above 0."""
+    rng = np.random.default_rng(1000 + seed)
+    beta = float(rng.choice([2.0, 2.0, 1.0, 0.0, 0.5, 1.5, 3.0])) if get_solver(solver).beta_losses else 2.0
+    penalties = {}
+    if rng.uniform() < 0.5:
+        penalties = {"alpha_W": float(rng.choice([0.01, 0.1])), "l1_ratio": float(rng.choice([0.0, 0.5, 1.0]))}
+        penalties["alpha_H"] = float(rng.choice([0.0, penalties["alpha_W"]]))
+    return beta, penalties, (A + A.dtype.type(0.01) if beta <= 0 else A)
+
+
+def objective(A, observed, W, H, beta, penalties) -> float:
+    """What ``errors`` holds, from scratch in float64: the β-divergence (or the norm) plus the penalty."""
+    A, P = A[observed].astype(np.float64), (W @ H)[observed]
+    if beta == 2:
+        loss = np.sum((A - P) ** 2) / 2
+    elif beta == 1:
+        loss = np.sum(np.where(A > 0, A * np.log(np.where(A > 0, A, 1) / np.where(A > 0, P, 1)), 0) - A + P)
+    elif beta == 0:
+        loss = np.sum(A / P - np.log(A / P) - 1)
+    else:
+        cross = np.where(A > 0, A * np.where(A > 0, P, 1) ** (beta - 1), 0)  # 0 where a = 0, even if p = 0
+        loss = np.sum(A**beta + (beta - 1) * P**beta - beta * cross) / (beta * (beta - 1))
+    (m, n), l1 = observed.shape, penalties.get("l1_ratio", 0.0)
+    for X, alpha, scale in ((W, penalties.get("alpha_W", 0.0), n), (H, penalties.get("alpha_H", 0.0), m)):
+        loss += alpha * scale * (l1 * X.sum() + (1 - l1) * (X**2).sum() / 2)
+    return float(np.sqrt(2 * loss) if beta == 2 else loss)
+
+
 @pytest.fixture
 def recording(registered):
     """``recording(name)``: a solver that runs ``name`` and records a copy of every iterate it reports."""
@@ -61,6 +91,7 @@ def recording(registered):
             options=inner.options,
             summary="records its iterates",
             problems=True,
+            beta_losses=inner.beta_losses,
         )
         return registered(entry), iterates
 
@@ -69,19 +100,26 @@ def recording(registered):
 
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_every_fit_is_finite_and_its_errors_are_the_masked_norm(recording, solver, seed):
+def test_every_fit_is_finite_and_its_errors_are_the_masked_objective(recording, solver, seed):
+    """With a loss and penalties drawn too (:func:`random_objective`): ``errors[k]`` is the objective
+    minimised, ``||M * (A - W_k H_k)||_F`` for the Frobenius loss without a penalty."""
     A, mask, rank, init, delta = random_problem(seed)
+    beta, penalties, A = random_objective(seed, solver, A)
     name, iterates = recording(solver)
     options = {"delta": delta} if solver == "mu" else {}
     observed = np.ones(A.shape, dtype=bool) if mask is None else mask
-    for missing in ("exact", "impute") if mask is not None else ("exact",):
+    for missing in ("exact", "impute") if mask is not None and beta == 2 else ("exact",):
         iterates.clear()
-        result = fit_nmf(A, rank, solver=name, mask=mask, missing=missing, init=init, seed=seed, max_iter=25, **options)
+        result = fit_nmf(
+            A, rank, solver=name, mask=mask, missing=missing, init=init, seed=seed, max_iter=25, loss=beta,
+            **penalties, **options,
+        )  # fmt: skip
         assert np.isfinite(result.W).all() and np.isfinite(result.H).all() and np.isfinite(result.errors).all()
         assert (result.W >= 0).all() and (result.H >= 0).all()
-        exact = [np.linalg.norm(observed * (A - W @ H)) for W, H in iterates]
+        exact = [objective(A, observed, W, H, beta, penalties) for W, H in iterates]
         rtol = 1e-3 if A.dtype == np.float32 else 1e-6
-        np.testing.assert_allclose(result.errors[1:], exact, rtol=rtol, atol=rtol * np.linalg.norm(observed * A))
+        scale = np.linalg.norm(observed * A) if beta == 2 and not penalties else result.errors[0]
+        np.testing.assert_allclose(result.errors[1:], exact, rtol=rtol, atol=rtol * scale)
 
 
 def test_mu_without_delta_on_an_exact_low_rank_matrix_with_many_zeros_stays_finite_and_never_rises():

@@ -94,6 +94,7 @@ class Divergence:
             d -= beta * cross
             d += self.B_beta
             d /= beta * (beta - 1.0)
+        np.maximum(d, 0.0, out=d)  # d_β >= 0: an entry's rounding (of order eps * a where p ~ a) is not negative
         return float(np.sum(d, where=self.where, dtype=np.float64))
 
 
