@@ -383,7 +383,7 @@ def test_the_figures_draw_complete_pruned_and_failed_trials():
     (best,) = [line for line in ax.lines if line.get_label() == "best so far"]
     assert list(best.get_ydata()) == [0.5, 0.5, 0.5, 0.2]
     assert [text.get_text() for text in ax.get_legend().get_texts()] == [
-        "complete", "pruned (its last checkpoint)", "best so far", "failed",
+        "complete", "pruned (where its run stopped)", "best so far", "failed",
     ]  # fmt: skip
     figure = param_importances({"rank": 0.8, "seed": 0.2}, objective="loss", title="t")
     assert [label.get_text() for label in figure.axes[0].get_yticklabels()] == ["seed", "rank"]

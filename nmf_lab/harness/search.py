@@ -51,6 +51,10 @@ TRIAL_STATE_TAG = TAG_PREFIX + "trial_state"
 RUN_ID_ATTR = "mlflow_run_id"
 """The user attribute of a trial that names its run."""
 
+RUN_VALUE_ATTR = "run_objective"
+"""The user attribute of a trial that holds its run's objective metric (for a pruned trial: where its fit stopped;
+Optuna's value of a pruned trial is its last intermediate value, e.g. the absolute error)."""
+
 SEARCH_ENV = "NMF_LAB_SEARCH"
 """Set by the sweeper when it has a pruner (its jobs inherit it): JSON of the study's name, storage, pruner config
 and checkpoints, with which a job reports its fit's error and stops when pruned (:func:`trial_callback`)."""
@@ -265,6 +269,8 @@ class Search:
             else:
                 trial.set_user_attr(RUN_ID_ATTR, run.run_id)
                 value = run.metrics.get(self.objective)
+                if value is not None and math.isfinite(value):
+                    trial.set_user_attr(RUN_VALUE_ATTR, value)
                 if run.status != FINISHED:
                     log.warning("trial %d: run %s ended %s; recorded as failed", trial.number, run.run_id, run.status)
                 elif value is None:
@@ -351,7 +357,7 @@ class Search:
         title = f"{self.name} ({len(trials)} trials)"
         figure = search_figures.optimization_history(
             [trial.number for trial in trials],
-            [trial.value if trial.values else None for trial in trials],
+            [trial.user_attrs.get(RUN_VALUE_ATTR, trial.value if trial.values else None) for trial in trials],
             [trial.state.name for trial in trials],
             objective=self.objective,
             direction=self.direction,
@@ -394,7 +400,7 @@ class Search:
             [
                 f"#{trial.number}",
                 trial.state.name,
-                describe.number(trial.value) if trial.values else "",
+                describe.number(trial.user_attrs.get(RUN_VALUE_ATTR, trial.value if trial.values else None)),
                 *(str(trial.params.get(name, "")) for name in names),
                 f"[{trial.user_attrs[RUN_ID_ATTR][:8]}]({route(trial.user_attrs[RUN_ID_ATTR])})"
                 if RUN_ID_ATTR in trial.user_attrs

@@ -12,7 +12,7 @@ from matplotlib.ticker import MaxNLocator
 
 STATE_STYLES = {
     "COMPLETE": {"marker": "o", "color": "tab:blue", "label": "complete"},
-    "PRUNED": {"marker": "x", "color": "tab:orange", "label": "pruned (its last checkpoint)"},
+    "PRUNED": {"marker": "x", "color": "tab:orange", "label": "pruned (where its run stopped)"},
 }
 
 
@@ -26,7 +26,7 @@ def optimization_history(
     title: str,
 ) -> Figure:
     """Each trial's objective value against its number (complete trials as dots, pruned ones as crosses at
-    their last reported value, failed ones as ticks on the x-axis) and the best value so far as a step line."""
+    their run's value, failed ones as ticks on the x-axis) and the best complete value so far as a step line."""
     figure = Figure(figsize=(6.4, 4.2))
     figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.86)
     ax = figure.add_subplot()
