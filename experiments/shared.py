@@ -27,7 +27,7 @@ def fit(A: np.ndarray, settings, mask: np.ndarray | None = None) -> NMFResult:
 def fit_options(settings) -> dict:
     """The keywords of :func:`nmf_lab.fit_nmf` a job's config sets, all but the rank, mask and callback:
     ``solver``, ``max_iter``, ``seed``, ``init``, ``dtype``, ``tol``, ``time_limit``, ``missing`` (used with a
-    mask) and the solver's options."""
+    mask), the loss and penalties (``loss``, ``alpha_W``, ``alpha_H``, ``l1_ratio``) and the solver's options."""
     solver = settings.solver
     return {
         "solver": solver.name,
@@ -38,6 +38,7 @@ def fit_options(settings) -> dict:
         "tol": solver.tol,
         "time_limit": solver.time_limit,
         "missing": solver.missing,
+        **solver.objective(),
         **solver.options,
     }
 
@@ -50,8 +51,13 @@ def fit_and_log(A: np.ndarray, settings, run, mask: np.ndarray | None = None) ->
 
     result = fit(A, settings, mask)
     run.log_factorization(A, result, mask)
-    title = f"{result.solver}, d = {result.W.shape[1]}: final error {result.final_error:.4g}"
-    run.log_figure(error_curves({"error": result.errors}, title=title), "figures/error_curve.png")
+    if result.loss == "frobenius" and not result.penalized:
+        title, ylabel = f"{result.solver}, d = {result.W.shape[1]}: final error {result.final_error:.4g}", None
+    else:  # the curve is the objective minimised
+        title = f"{result.solver}, {result.loss} loss, d = {result.W.shape[1]}: final {result.final_error:.4g}"
+        ylabel = result.objective
+    figure = error_curves({"error": result.errors}, title=title, ylabel=ylabel)
+    run.log_figure(figure, "figures/error_curve.png")
     return result
 
 

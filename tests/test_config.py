@@ -211,3 +211,35 @@ def test_a_logged_config_reads_back_with_the_types_of_its_schema():
     assert isinstance(typed.rank, int) and typed.denoise.method == "nmf"
     gone = OmegaConf.create({**logged, "experiment": {"study": "a_study_no_longer_installed"}})
     assert typed_config(gone) is gone  # read as it is
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["solver.loss=poisson"], "solver.loss"),
+        (["solver=hals", "solver.loss=kl"], "solver.loss"),  # the HALS family: Frobenius only
+        (["solver.alpha_W=-0.1"], "solver.alpha_W"),
+        (["solver.alpha_H=all"], "solver.alpha_H"),
+        (["solver.l1_ratio=2"], "solver.l1_ratio"),
+    ],
+)
+def test_the_loss_and_the_penalties_are_checked(overrides, key):
+    with pytest.raises(ConfigError, match=rf"invalid config value {key}="):
+        validate(composed("experiment=movies", *overrides))
+
+
+def test_the_loss_and_the_penalties_reach_fit_nmf_and_are_logged_only_when_used():
+    from experiments.shared import fit_options
+
+    plain = composed("experiment=punks")
+    assert not [key for key in run_params(plain) if key.split(".")[-1] in ("loss", "alpha_W", "alpha_H", "l1_ratio")]
+    cfg = composed("experiment=punks", "solver.loss=kl", "solver.alpha_W=0.1", "solver.l1_ratio=1")
+    params = run_params(cfg)
+    assert params["solver.loss"] == "kl" and params["solver.alpha_W"] == 0.1 and params["solver.l1_ratio"] == 1
+    assert params["solver.alpha_H"] == "same"
+    options = fit_options(validate(cfg))
+    assert {key: options[key] for key in ("loss", "alpha_W", "alpha_H", "l1_ratio")} == {
+        "loss": "kl", "alpha_W": 0.1, "alpha_H": "same", "l1_ratio": 1,
+    }  # fmt: skip
+    beta = run_params(composed("experiment=punks", "solver.loss=1.5"))
+    assert beta["solver.loss"] == 1.5 and "solver.alpha_W" not in beta

@@ -27,8 +27,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from nmf_lab.core.errors import InvalidOption
+from nmf_lab.core.losses import LOSSES
 from nmf_lab.core.problems import MISSING as MISSING_KINDS
 from nmf_lab.core.solvers import get_solver, solver_names
+from nmf_lab.core.validation import is_real
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The project's ``conf/`` folder (the package is installed editable, from the project's own files)."""
@@ -48,8 +50,10 @@ class SolverConfig:
     """``solver/``: the update rule of :func:`nmf_lab.fit_nmf`, its precision, and when it stops: after
     ``max_iter`` iterations, when the projected gradient falls below ``tol`` times its start (0: off), or
     after ``time_limit`` seconds (null: none); with a mask, ``missing`` says how the hidden entries are
-    treated (``exact``: the weighted updates; ``impute``: filled with W H before each iteration). Every other
-    key of the node is an option of the solver (its registry entry lists them), collected in ``options``."""
+    treated (``exact``: the weighted updates; ``impute``: filled with W H before each iteration). ``loss``
+    (``frobenius``, ``kl``, ``is`` or a real β) and the penalties ``alpha_W``, ``alpha_H`` (a number or
+    ``same``) and ``l1_ratio`` are those of :func:`nmf_lab.fit_nmf` (scikit-learn's meaning). Every other key of
+    the node is an option of the solver (its registry entry lists them), collected in ``options``."""
 
     name: str = "mu"
     max_iter: int = 1000
@@ -57,6 +61,10 @@ class SolverConfig:
     time_limit: float | None = None
     dtype: str = "float64"
     missing: str = "exact"
+    loss: Any = "frobenius"
+    alpha_W: float = 0.0
+    alpha_H: Any = "same"
+    l1_ratio: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -70,6 +78,38 @@ class SolverConfig:
         )
         _require(self.dtype in ("float64", "float32"), "solver.dtype", self.dtype, "one of float64, float32")
         _require(self.missing in MISSING_KINDS, "solver.missing", self.missing, f"one of {', '.join(MISSING_KINDS)}")
+        _require(
+            (isinstance(self.loss, str) and self.loss.lower() in LOSSES) or is_real(self.loss, finite=True),
+            "solver.loss",
+            self.loss,
+            f"one of {', '.join(LOSSES)} or a finite real beta",
+        )
+        _require(self.beta == 2 or get_solver(self.name).beta_losses, "solver.loss", self.loss, self._beta_solvers())
+        _require(is_real(self.alpha_W, finite=True) and self.alpha_W >= 0, "solver.alpha_W", self.alpha_W, ">= 0")
+        _require(
+            self.alpha_H == "same" or (is_real(self.alpha_H, finite=True) and self.alpha_H >= 0),
+            "solver.alpha_H",
+            self.alpha_H,
+            "'same' (alpha_W) or a number >= 0",
+        )
+        _require(0 <= self.l1_ratio <= 1, "solver.l1_ratio", self.l1_ratio, "a number in [0, 1]")
+
+    @property
+    def beta(self) -> float:
+        """β of ``loss`` (2 for Frobenius)."""
+        return LOSSES[self.loss.lower()] if isinstance(self.loss, str) else float(self.loss)
+
+    @property
+    def penalized(self) -> bool:
+        return self.alpha_W > 0 or (self.alpha_H != "same" and self.alpha_H > 0)
+
+    def _beta_solvers(self) -> str:
+        takes = [name for name in solver_names() if get_solver(name).beta_losses]
+        return f"solver {self.name} fits the Frobenius loss only; the solvers for other losses: {', '.join(takes)}"
+
+    def objective(self) -> dict[str, Any]:
+        """The keywords of :func:`nmf_lab.fit_nmf` for the loss and the penalties."""
+        return {"loss": self.loss, "alpha_W": self.alpha_W, "alpha_H": self.alpha_H, "l1_ratio": self.l1_ratio}
 
 
 SOLVER_KEYS = tuple(f.name for f in dataclasses.fields(SolverConfig) if f.name != "options")
@@ -337,11 +377,17 @@ def job_config(cfg: DictConfig) -> DictConfig:
 def run_params(cfg: DictConfig) -> dict[str, Any]:
     """The params a job logs: its resolved config as dotted keys, without the harness's keys
     (:data:`HARNESS_KEYS`) and without what the run did not use: the noise seed when sigma is 0, the subset
-    seed of the first N images, data options left unset (null)."""
+    seed of the first N images, data options left unset (null), the Frobenius loss and zero penalties."""
     container = OmegaConf.to_container(cfg, resolve=True)
     for key in HARNESS_KEYS:
         container.pop(key, None)
-    noise, data = container.get("noise"), container.get("data")
+    noise, data, solver = container.get("noise"), container.get("data"), container.get("solver")
+    if isinstance(solver, dict):  # the loss and the penalties only when used
+        if solver.get("loss", "frobenius") == "frobenius":
+            solver.pop("loss", None)
+        if not solver.get("alpha_W") and solver.get("alpha_H") in ("same", 0, 0.0, None):
+            for key in ("alpha_W", "alpha_H", "l1_ratio"):
+                solver.pop(key, None)
     if isinstance(noise, dict) and not noise.get("sigma"):
         noise.pop("seed", None)
     if isinstance(data, dict):

@@ -247,6 +247,9 @@ def run_note(
     return within_limit(parts, tables, last=figures_section(run, figures or {}))
 
 
+    objective = getattr(run, "tags", {}).get("nmf_lab.objective")
+    if objective:  # another loss or a penalty: the error curve is the objective minimised
+        parts.append(f"**Objective minimised** (the `error` curve and `final_error`): `{objective}`.")
 def sweep_note(
     parent,
     *,

@@ -21,10 +21,12 @@ def error_curves(
     ax=None,
     legend_title: str | None = None,
     styles: Mapping[str, dict] | None = None,
+    ylabel: str | None = None,
 ) -> Figure:
     """Error against iteration on a log y-axis, one line per entry of ``curves`` (label -> errors).
 
-    ``styles`` optionally maps a label to matplotlib line properties (colour, line style).
+    ``styles`` optionally maps a label to matplotlib line properties (colour, line style); ``ylabel`` names
+    what the curves are when it is not ``||A - W_k H_k||_F`` (another loss, a penalty: the objective).
     """
     figure = None
     if ax is None:  # fixed margins: a constrained layout would double the cost of drawing (one per run)
@@ -34,7 +36,7 @@ def error_curves(
     for label, errors in curves.items():
         style = {"linewidth": 1.4, **(styles or {}).get(label, {})}
         ax.semilogy(np.arange(len(errors)), _positive(errors), label=label, **style)
-    ax.set(title=title, xlabel="iteration k", ylabel=ERROR_LABEL)
+    ax.set(title=title, xlabel="iteration k", ylabel=ylabel or ERROR_LABEL)
     ax.grid(True, which="both", alpha=0.3)
     if len(curves) > 1 or legend_title:
         ax.legend(title=legend_title, fontsize="small")

@@ -93,7 +93,9 @@ class RunLog:
         """What every NMF run logs: the error curve (metric ``error``, step = iteration) in one batch,
         ``final_error`` (at the returned factors), ``relative_error = final_error / ||A||_F`` (both over the
         observed entries when a ``mask`` is given), ``n_iter``, ``best_iter``, the tag ``nmf_lab.stop_reason``,
-        and the factors as ``arrays/W.npy`` and ``arrays/H.npy``."""
+        and the factors as ``arrays/W.npy`` and ``arrays/H.npy``. With another loss or a penalty the curve and
+        ``final_error`` are the objective minimised, which the tags ``nmf_lab.objective`` and ``nmf_lab.loss``
+        name (``relative_error`` is then that objective over ``||A||_F``)."""
         final = result.final_error
         observed = np.asarray(A, dtype=np.float64) if mask is None else np.asarray(A, dtype=np.float64)[mask]
         norm = float(np.linalg.norm(observed))
@@ -107,6 +109,8 @@ class RunLog:
             }
         )
         self.set_tags({TAG_PREFIX + "stop_reason": result.stop_reason})
+        if getattr(result, "loss", "frobenius") != "frobenius" or getattr(result, "penalized", False):
+            self.set_tags({TAG_PREFIX + "objective": result.objective, TAG_PREFIX + "loss": result.loss})
         self.log_array(result.W, "arrays/W.npy")
         self.log_array(result.H, "arrays/H.npy")
 
