@@ -28,7 +28,7 @@ def optimization_history(
     """Each trial's objective value against its number (complete trials as dots, pruned ones as crosses at
     their run's value, failed ones as ticks on the x-axis) and the best complete value so far as a step line."""
     figure = Figure(figsize=(6.4, 4.2))
-    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.86)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.22, top=0.88)
     ax = figure.add_subplot()
     numbers_arr = np.asarray(numbers, dtype=float)
     values_arr = np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -65,7 +65,8 @@ def optimization_history(
     ax.grid(True, alpha=0.3)
     if len(numbers):
         ax.set_xlim(min(numbers) - 0.5, max(numbers) + 0.5)
-    ax.legend(fontsize="small")
+    # below the axes, in one row: inside it would hide the trials in a corner
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, frameon=False)
     return figure
 
 
@@ -86,7 +87,7 @@ def param_importances(importances: Mapping[str, float], *, objective: str, title
         ax.set_yticks([])
         ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, wrap=True)
     ax.set_xlabel(f"importance for {objective} (they sum to 1)")
-    ax.set_title(wrapped(title), fontsize="medium")
+    figure.suptitle(wrapped(title), fontsize="medium")  # over the figure: the axes leave room for the names
     return figure
 
 
