@@ -172,6 +172,7 @@ class Config:
     solver: Any = None
     noise: NoiseConfig | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    engine: Any = None
     sweep: SweepConfig = field(default_factory=SweepConfig)
     rank: int = 2
     seed: int = 0
@@ -198,7 +199,7 @@ class Config:
                     raise ConfigError(f"invalid config value {key}.{error}") from error
 
 
-HARNESS_KEYS = ("tracking", "sweep", "blas_threads")
+HARNESS_KEYS = ("tracking", "sweep", "blas_threads", "engine")
 """Keys that say where and how a job runs, not what it computes: in ``config.yaml`` but not logged as params."""
 
 
@@ -260,6 +261,7 @@ def validate(cfg: DictConfig) -> Config:
     settings = OmegaConf.to_object(typed)
     settings.data = _build_loader(container.get("data"))
     settings.solver = _build_solver(container.get("solver"))
+    settings.engine = build_engine(container.get("engine"))
     settings.check()
     if callable(getattr(study, "check", None)):  # what the study itself cannot run, e.g. data it cannot draw
         try:
@@ -321,6 +323,18 @@ def _build_loader(node: dict | None):
         raise ConfigError(f"invalid config value data.{error}") from error
     except TypeError as error:
         raise ConfigError(f"invalid data config for {target}: {error}") from error
+
+
+def build_engine(node: dict | None):
+    """The engine of the ``engine`` node (:class:`nmf_lab.distributed.engine.EngineConfig`; none: NumPy)."""
+    from nmf_lab.distributed.engine import EngineConfig
+
+    try:
+        return EngineConfig.from_node(node)
+    except InvalidOption as error:
+        raise ConfigError(f"invalid config value engine.{error}") from error
+    except TypeError as error:
+        raise ConfigError(f"invalid engine config: {error}") from error
 
 
 def _build_solver(node: dict | None) -> SolverConfig | None:

@@ -18,6 +18,7 @@ from typing import NoReturn
 from omegaconf import DictConfig, OmegaConf
 
 from nmf_lab.core.inits import INITS
+from nmf_lab.distributed.engine import Engine, EngineConfig, EngineUnavailable, check_engine, engine_session
 from nmf_lab.harness.config import HARNESS_KEYS, Config, ConfigError, load_study, run_params
 from nmf_lab.harness.processes import process_tags
 from nmf_lab.presentation import describe
@@ -126,7 +127,9 @@ def run_job(
                     log.info("skipping %s: run %s has the same config", " ".join(overrides), earlier.info.run_id)
                     run.copy_metrics_from(earlier)
                 else:
-                    study.run(settings, run)
+                    with engine_session(settings.engine or EngineConfig()) as engine:
+                        log_engine(run, engine, report)
+                        study.run(settings, run)
         except Exception as error:
             if run_id is not None:
                 ended(error)
@@ -180,6 +183,16 @@ def describe_run(
         log.exception("the description of run %s could not be written", run_id)
 
 
+def log_engine(run: RunLog, engine: Engine, report: Callable[[str], None] | None) -> None:
+    """Tag the run with its engine (kind, workers, dashboard) and, on Dask, say so (the CLI prints it)."""
+    tags = {f"{TAG_PREFIX}engine": engine.kind, f"{TAG_PREFIX}engine.workers": str(engine.workers)}
+    if engine.dashboard:
+        tags[f"{TAG_PREFIX}engine.dashboard"] = engine.dashboard
+    run.set_tags(tags)
+    if engine.kind != "numpy" and report is not None:
+        report(engine.describe())
+
+
 def logged_figures(client, run_id: str) -> dict[str, int | None]:
     """The figures a run logged under ``figures/``: {artifact path: width in pixels}."""
     return {path: image_width(client, run_id, path) for path in artifact_files(client, run_id, "figures")}
@@ -200,7 +213,7 @@ class DataUnavailable(RuntimeError):
     """A job's data cannot be read (no copy, offline, wrong checksum); raised before any run exists."""
 
 
-USER_ERRORS = (ConfigError, DataUnavailable, TrackingUnavailable)
+USER_ERRORS = (ConfigError, DataUnavailable, TrackingUnavailable, EngineUnavailable)
 """What a user can fix: the app stops on them with one line (:func:`stop`), not a traceback."""
 
 SVD_INITS = tuple(init for init in INITS if init != "random")
@@ -208,9 +221,12 @@ SVD_INITS = tuple(init for init in INITS if init != "random")
 
 
 def check_data(settings: Config) -> None:
-    """Before any run exists: the job's data can be read (:func:`locate_data`) and d fits it (:func:`check_rank`)."""
+    """Before any run exists: the job's data can be read (:func:`locate_data`), d fits it (:func:`check_rank`)
+    and its engine can be used (:func:`nmf_lab.distributed.engine.check_engine`: a scheduler that does not
+    answer is one line)."""
     locate_data(settings)
     check_rank(settings)
+    check_engine(settings.engine or EngineConfig())
 
 
 def locate_data(settings: Config) -> None:

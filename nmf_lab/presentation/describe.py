@@ -116,6 +116,12 @@ def job_block(run, *, experiment: str, metrics: Sequence[str], links: UiLinks, e
     rows.append(("in the UI", links.run(run.experiment_id, run.run_id)))
     if links.command:
         rows.append(("start the UI", links.command))
+    tags = getattr(run, "tags", None) or {}
+    engine = tags.get("nmf_lab.engine", "numpy")
+    if engine != "numpy":  # a Dask engine: where it ran (its dashboard was live during the run)
+        workers = tags.get("nmf_lab.engine.workers", "?")
+        dashboard = tags.get("nmf_lab.engine.dashboard")
+        rows.append(("engine", f"{engine}, {workers} workers" + (f", dashboard {dashboard}" if dashboard else "")))
     return f"Run {run.status}\n" + aligned(rows)
 
 
@@ -241,15 +247,15 @@ def run_note(
     else:
         made = f"`{run.name}`"
     parts = [task, f"**Run {run.status}** (study `{study}`), {made}"]
+    objective = getattr(run, "tags", {}).get("nmf_lab.objective")
+    if objective:  # another loss or a penalty: the error curve is the objective minimised
+        parts.append(f"**Objective minimised** (the `error` curve and `final_error`): `{objective}`.")
     if error:
         parts.append(f"**Error:** `{error}` (traceback: `error/traceback.txt` in the Artifacts tab).")
     parts.append(metrics_table(run.metrics, metrics))
     return within_limit(parts, tables, last=figures_section(run, figures or {}))
 
 
-    objective = getattr(run, "tags", {}).get("nmf_lab.objective")
-    if objective:  # another loss or a penalty: the error curve is the objective minimised
-        parts.append(f"**Objective minimised** (the `error` curve and `final_error`): `{objective}`.")
 def sweep_note(
     parent,
     *,
