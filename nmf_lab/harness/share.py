@@ -37,40 +37,60 @@ NAME_WIDTH = 48
 """Run names longer than this are cut in the table (a sweep's parent is named after its whole command line)."""
 
 
+PUSH = (
+    "Copy runs whole (params, tags, metric histories, dataset inputs, artifacts, logged and registered models; a "
+    "sweep's parent with its jobs) from a store, by default the local one, to another, e.g. the team's server. "
+    "Runs already there unchanged are skipped; every copy is checked against its source."
+)
+PULL = (
+    "Copy runs whole from a store, e.g. a colleague's sweep on the team's server, into another, by default the "
+    "local one, to analyse them offline. The same copy as nmf-lab-push: runs already there unchanged are skipped, "
+    "every copy is checked against its source."
+)
+
+
 def push_main(argv: Sequence[str] | None = None) -> None:
     """``nmf-lab-push``: copy runs from a store (default: the local one) to another, e.g. the team's server."""
-    parser = arguments("nmf-lab-push", push_main.__doc__, required="--to")
+    parser = arguments("nmf-lab-push", PUSH, required="--to")
     share("nmf-lab-push", parser.parse_args(argv))
 
 
 def pull_main(argv: Sequence[str] | None = None) -> None:
     """``nmf-lab-pull``: copy runs from a store, e.g. a colleague's on the team's server, into another (default:
     the local one) to analyse them offline."""
-    parser = arguments("nmf-lab-pull", pull_main.__doc__, required="--from")
+    parser = arguments("nmf-lab-pull", PULL, required="--from")
     share("nmf-lab-pull", parser.parse_args(argv))
 
 
 def arguments(prog: str, description: str | None, *, required: str) -> argparse.ArgumentParser:
-    local = "the local store: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db"
+    local = "the local store: $MLFLOW_TRACKING_URI unless it is a server, else sqlite:///mlruns/mlflow.db"
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
+        usage=f"{prog} {'--to URI [--from URI]' if required == '--to' else '--from URI [--to URI]'} "
+        "(--experiment NAME ... | RUN_ID ...)",
         epilog="A server's credentials: $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD.",
     )
     parser.add_argument(
         "--to",
         dest="target",
+        metavar="URI",
         required=required == "--to",
         help="the store to copy into" + ("" if required == "--to" else f" (default: {local})"),
     )
     parser.add_argument(
         "--from",
         dest="source",
+        metavar="URI",
         required=required == "--from",
         help="the store to copy from" + ("" if required == "--from" else f" (default: {local})"),
     )
     parser.add_argument(
-        "--experiment", action="append", default=[], metavar="NAME", help="copy every run of this experiment"
+        "--experiment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="copy every run of this experiment (repeatable)",
     )
     parser.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="copy this run (a sweep's parent: and its jobs)")
     return parser

@@ -39,6 +39,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFL
 
 from nmf_lab.tracking.run_log import TAG_PREFIX
 from nmf_lab.tracking.store import (
+    DEFAULT_STORE,
     TrackingUnavailable,
     access_errors,
     get_experiment_id,
@@ -73,6 +74,10 @@ UNCOMPARED_TAGS = STORE_TAGS | {MLFLOW_USER, MLFLOW_RUN_NAME}
 """Tags :func:`differences` leaves out: a server may record its own user for the copy."""
 MODEL_VERSIONS_TAG = "mlflow.modelVersions"
 """A logged model's list of its registered versions, kept by MLflow itself (the versions are copied instead)."""
+
+MODEL_BOOKKEEPING = frozenset({"registered_model_meta"})
+"""Files MLflow writes into a logged model's artifacts when a registered version of it is loaded from a local
+store (the registered name and version, which differ in each store): neither copied nor compared."""
 
 BATCH = 1000  # metrics per log_batch (MLflow's limit)
 PARAM_BATCH = 100  # params or tags per log_batch
@@ -315,7 +320,10 @@ class Transfer:
             model_type=model.model_type,
         )
         with tempfile.TemporaryDirectory() as tmp:
-            self.target.log_model_artifacts(copy.model_id, download_model(self.source, model, tmp))
+            folder = Path(download_model(self.source, model, tmp))
+            for name in MODEL_BOOKKEEPING:
+                (folder / name).unlink(missing_ok=True)
+            self.target.log_model_artifacts(copy.model_id, str(folder))
         metrics = [
             Metric(
                 m.key,
@@ -487,12 +495,12 @@ def artifact_sizes(client: MlflowClient, run_id: str, folder: str | None = None)
 
 
 def model_artifact_sizes(client: MlflowClient, model_id: str, folder: str | None = None) -> dict[str, int]:
-    """Every artifact file of a logged model with its size in bytes."""
+    """Every artifact file of a logged model with its size in bytes (but :data:`MODEL_BOOKKEEPING`)."""
     sizes = {}
     for info in client.list_logged_model_artifacts(model_id, folder):
         if info.is_dir:
             sizes.update(model_artifact_sizes(client, model_id, info.path))
-        else:
+        elif info.path not in MODEL_BOOKKEEPING:
             sizes[info.path] = info.file_size
     return sizes
 
@@ -627,10 +635,19 @@ def refusals(uri: str, action: str, owner: str = "experiment") -> Iterator[None]
         raise TrackingUnavailable(text) from error.__cause__
 
 
+def local_store() -> str:
+    """The local store: ``$MLFLOW_TRACKING_URI`` unless it names a server (a team member's shell often points it
+    at the team's), else the app's default ``sqlite:///mlruns/mlflow.db``."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if configured and not configured.startswith(("http://", "https://")):
+        return configured
+    return f"sqlite:///{DEFAULT_STORE}"
+
+
 def open_store(uri: str | None, *, create: bool) -> MlflowClient:
-    """A client on ``uri`` (None: the local default store), checked as the app checks it: a server must answer
-    and accept the credentials. A sqlite store to read from must exist (``create=False``)."""
-    resolved = resolve_tracking_uri(uri)
+    """A client on ``uri`` (None: :func:`local_store`), checked as the app checks it: a server must answer and
+    accept the credentials. A sqlite store to read from must exist (``create=False``)."""
+    resolved = resolve_tracking_uri(uri or local_store())
     if resolved.startswith("sqlite:///") and not create:
         path = Path(resolved[len("sqlite:///") :])
         if not path.is_file():
