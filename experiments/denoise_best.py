@@ -66,6 +66,7 @@ method with its gain (``tables/steps.md``, ``figures/psnr_by_step.png``).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -171,6 +172,8 @@ class DenoiseBestSettings:
             raise InvalidOption("model_tol", self.model_tol, "a number > 0")
 
 
+log = logging.getLogger("experiments.denoise_best")
+
 SETTINGS = {"denoise_best": DenoiseBestSettings}
 """The config node of this study's own settings."""
 
@@ -267,6 +270,7 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
         candidates=opaque[:, rest],
         rule=best.rule,
         fold_seed=best.cv_seed,
+        on_checkpoint=lambda d, k, error: log.info("cross-validation: d = %d, %d iterations: %.6f", d, k, error),
         **{key: value for key, value in options.items() if key != "max_iter"},  # missing: impute (the config)
     )
     cv_done = time.perf_counter()
@@ -317,6 +321,7 @@ def choose_members(
             fold_errors.append(heldout_error(V[rows], total / (k + 1), V_opaque[rows]))
         errors.append(float(np.mean(fold_errors)))
         bases.append(W)
+        log.info("fits of the training images: %d, validation held-out error %.6f", k + 1, errors[-1])
         if k >= 1 and not errors[k - 1] - errors[k] > best.member_tol * (errors[0] - errors[1]):
             count = k  # this fit did not lower the error enough: stop, without it
             break

@@ -501,8 +501,8 @@ def run_time_choices(
         f"chosen: d = {rank}, {budget} iterations",
         (budget, errors[at]),
         textcoords="offset points",
-        xytext=(0, -22),
-        ha="center",
+        xytext=(-10, 14),
+        ha="right",
         color="C3",
         fontsize="small",
     )
@@ -514,8 +514,8 @@ def run_time_choices(
     clean_axis.plot(clean_x, clean_y, marker="s", markersize=3, color="C2", label=clean_label)
     clean_best = int(np.argmax(clean_y))
     clean_axis.set_ylabel("PSNR against the clean images (dB)", color="C2")
-    middle.axvline(budget, color="C3", linestyle=":", label=f"chosen: {budget}")
     middle.axvline(clean_x[clean_best], color="C2", linestyle="--", label=f"clean-best: {clean_x[clean_best]}")
+    middle.axvline(budget, color="C3", linestyle=":", linewidth=2, label=f"chosen: {budget}")
     handles = middle.get_legend_handles_labels()
     extra = clean_axis.get_legend_handles_labels()
     middle.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize="small", loc="upper center")
@@ -528,8 +528,8 @@ def run_time_choices(
     clean_axis.plot(clean_counts, members_clean, marker="s", markersize=3, color="C2", label=clean_label)
     clean_axis.set_ylabel("PSNR against the clean images (dB)", color="C2")
     clean_best = int(np.argmax(members_clean)) + 1
-    right.axvline(members, color="C3", linestyle=":", label=f"chosen: {members}")
     right.axvline(clean_best, color="C2", linestyle="--", label=f"clean-best: {clean_best}")
+    right.axvline(members, color="C3", linestyle=":", linewidth=2, label=f"chosen: {members}")
     right.xaxis.get_major_locator().set_params(integer=True)
     handles = right.get_legend_handles_labels()
     extra = clean_axis.get_legend_handles_labels()
