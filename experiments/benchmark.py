@@ -10,7 +10,12 @@ Everything is measured in this one process from the same initial guess (the job'
 - each masked problem kind against its own floor: the exact weighted ``mu`` needs six m x n x d products per
   iteration (``W^T (M * A)``, ``W H`` twice, ``W^T P``, ``(M * A) H^T``, ``P H^T``), the imputed problem
   three (``W^T A``, ``A H^T`` and ``W H`` to fill the holes); the solvers of ``imputed`` are timed unmasked
-  and imputed (``imputed_iter_over_unmasked.<solver>``, ``<solver>_imputed_over_three_product_floor``).
+  and imputed (``imputed_iter_over_unmasked.<solver>``, ``<solver>_imputed_over_three_product_floor``);
+- the losses and penalties: nmf-lab's KL multiplicative update (``loss="kl"``, its exact divergence logged
+  every iteration) against scikit-learn's (``beta_loss="kullback-leibler"``, which computes none), per
+  iteration and in the divergence both reach after ``2 * timing_iterations`` iterations from the same start
+  (``kl_iter_over_sklearn_kl``, ``kl_divergence_over_sklearn_kl``), and ``hals`` with an L1/L2 penalty
+  against ``hals`` without (``hals_penalized_over_unpenalized``).
 
 Timings are wall-clock seconds (``time.perf_counter``); ratios compare timings of the same run, taken
 round-robin (:func:`interleaved_seconds`) so that load on the machine shifts them alike.
@@ -45,7 +50,9 @@ class BenchmarkSettings:
     are the median of this many rounds; ``timing_iterations``: iterations per timing of seconds per iteration;
     ``target_iter``: the target error is nmf-lab mu's error after this many iterations; ``time_limit``:
     seconds a solver may take to reach it; ``imputed``: the solvers timed with the imputed mask
-    (``missing="impute"``) against themselves unmasked and against the three-product floor.
+    (``missing="impute"``) against themselves unmasked and against the three-product floor; ``kl``: time the
+    KL multiplicative update (against scikit-learn's when ``sklearn``); ``penalty``: ``alpha_W`` of the
+    penalized ``hals`` timed against the unpenalized one (``l1_ratio = 0.5``; 0: not timed).
     """
 
     solvers: list[str] = field(
@@ -58,6 +65,8 @@ class BenchmarkSettings:
     target_iter: int = 1000
     time_limit: float = 900.0
     imputed: list[str] = field(default_factory=lambda: ["hals", "ahals"])
+    kl: bool = True
+    penalty: float = 0.1
 
     def check(self) -> None:
         known = solver_names()
@@ -81,6 +90,8 @@ class BenchmarkSettings:
             raise InvalidOption("time_limit", self.time_limit, "a number of seconds > 0")
         if not 0 <= self.missing < 1:
             raise InvalidOption("missing", self.missing, "a fraction in [0, 1) (0: no masked timings)")
+        if not self.penalty >= 0:
+            raise InvalidOption("penalty", self.penalty, "a number >= 0 (0: no penalized timing)")
 
 
 SETTINGS = {"benchmark": BenchmarkSettings}
@@ -142,6 +153,13 @@ def run(settings, run) -> None:
             )
             curves[f"sklearn_{solver}"] = (seconds, errors / norm)
             to_target[f"sklearn_{solver}"] = first_time_below(seconds, errors, target)
+
+    if bench.kl and bench.sklearn:  # the divergence each reaches after 2 k iterations from the same start
+        k2 = 2 * bench.timing_iterations
+        ours = fit_nmf(A, d, init=(W0, H0), loss="kl", max_iter=k2).final_error
+        theirs = sklearn_divergence(A, *sklearn_nmf(A, W0, H0, "mu", k2, beta_loss="kullback-leibler"), 1.0)
+        run.log_metrics({"kl_divergence": ours, "sklearn_kl_divergence": theirs})
+        timings["kl_divergence_over_sklearn_kl"] = ours / theirs
 
     ratios = benchmark_ratios(timings, to_target, bench.solvers)
     run.set_tags({"nmf_lab.benchmark.fastest_solver": best, "nmf_lab.benchmark.target_iter": bench.target_iter})
@@ -230,13 +248,26 @@ def seconds_per_iteration(A, W0, H0, bench, *, fastest: str, mask=None) -> dict[
             contenders[f"{solver}_imputed_iter_seconds"] = per_iteration(
                 A, W0, H0, bench, solver=solver, mask=mask, missing="impute"
             )
+    if bench.kl:
+        contenders["kl_iter_seconds"] = per_iteration(A, W0, H0, bench, loss="kl")
+    if bench.penalty > 0:
+        contenders["hals_unpenalized_iter_seconds"] = per_iteration(A, W0, H0, bench, solver="hals")
+        contenders["hals_penalized_iter_seconds"] = per_iteration(
+            A, W0, H0, bench, solver="hals", alpha_W=bench.penalty, l1_ratio=0.5
+        )
     k = bench.timing_iterations
-    if bench.sklearn:
-        for solver in ("mu", "cd"):
-            contenders[f"sklearn_{solver}_k"] = timed(lambda solver=solver: sklearn_nmf(A, W0, H0, solver, k))
-            contenders[f"sklearn_{solver}_2k"] = timed(lambda solver=solver: sklearn_nmf(A, W0, H0, solver, 2 * k))
+    sklearn_runs = {"mu": ("mu", {}), "cd": ("cd", {}), "kl": ("mu", {"beta_loss": "kullback-leibler"})}
+    if not bench.kl:
+        del sklearn_runs["kl"]
+    for name, (solver, kwargs) in sklearn_runs.items() if bench.sklearn else ():
+        for key, iterations in (("k", k), ("2k", 2 * k)):
+            contenders[f"sklearn_{name}_{key}"] = timed(
+                lambda solver=solver, kwargs=kwargs, iterations=iterations: sklearn_nmf(
+                    A, W0, H0, solver, iterations, **kwargs
+                )
+            )
     timings = interleaved_seconds(contenders, bench.repeats)
-    for solver in ("mu", "cd") if bench.sklearn else ():
+    for solver in sklearn_runs if bench.sklearn else ():
         once, twice = timings.pop(f"sklearn_{solver}_k"), timings.pop(f"sklearn_{solver}_2k")
         if twice <= once:  # timing noise swamped the iterations: count the whole call instead
             timings[f"sklearn_{solver}_iter_seconds"], timings[f"sklearn_{solver}_call_seconds"] = twice / (2 * k), 0.0
@@ -267,6 +298,13 @@ def sklearn_nmf(A, W, H, solver: str, max_iter: int, **kwargs):
     model = NMF(n_components=W.shape[1], init="custom", solver=solver, max_iter=max_iter, tol=0.0, **kwargs)
     W_new = model.fit_transform(A, W=W.copy(), H=H.copy())
     return W_new, model.components_
+
+
+def sklearn_divergence(A, W, H, beta: float) -> float:
+    """scikit-learn's ``_beta_divergence`` of ``A`` and ``W H``."""
+    from sklearn.decomposition._nmf import _beta_divergence
+
+    return float(_beta_divergence(A, W, H, beta))
 
 
 def sklearn_time_to_target(A, W, H, solver, target, time_limit, overhead_per_call=0.0, per_iteration=0.0):
@@ -314,6 +352,12 @@ def benchmark_ratios(timings: dict[str, float], to_target: dict[str, float], sol
             ratios[f"{solver}_imputed_over_three_product_floor"] = timings[key] / timings["three_product_floor_seconds"]
     best = np.nanmin([to_target[s] for s in solvers])
     ratios["mu_time_to_target_over_best"] = to_target["mu"] / best if "mu" in to_target else float("nan")
+    if "sklearn_kl_iter_seconds" in timings and "kl_iter_seconds" in timings:
+        ratios["kl_iter_over_sklearn_kl"] = timings["kl_iter_seconds"] / timings["sklearn_kl_iter_seconds"]
+    if "hals_penalized_iter_seconds" in timings:
+        ratios["hals_penalized_over_unpenalized"] = (
+            timings["hals_penalized_iter_seconds"] / timings["hals_unpenalized_iter_seconds"]
+        )
     if "sklearn_mu_iter_seconds" in timings:
         ratios["mu_iter_over_sklearn_mu"] = timings["mu_iter_seconds"] / timings["sklearn_mu_iter_seconds"]
         ratios["best_time_to_target_over_sklearn_cd"] = best / to_target["sklearn_cd"]

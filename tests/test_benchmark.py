@@ -42,6 +42,10 @@ def test_small_benchmark_logs_timings_targets_and_ratios(run_study, punks_sheet)
         "sklearn_cd_iter_seconds",
     ):
         assert m[key] > 0
+    # The KL divergence each reaches after 20 iterations: the same updates in another order (H first here, W
+    # first there: equal to rounding in the same order, tests/test_losses.py), a few percent apart either way.
+    assert 0.9 <= m["kl_divergence"] / m["sklearn_kl_divergence"] <= 1.1
+    assert m["kl_divergence_over_sklearn_kl"] == pytest.approx(m["kl_divergence"] / m["sklearn_kl_divergence"])
     # The masked timings hide benchmark.missing (0.3) of the entries, drawn with the job's seed.
     assert m["missing_fraction"] == pytest.approx(0.3, abs=0.01)
     # Every ratio the targets speak of is logged (their arithmetic: test_benchmark_ratios_by_hand). mu is one of
@@ -71,6 +75,8 @@ RATIOS = (
     "mu_iter_over_sklearn_mu",
     "best_time_to_target_over_sklearn_cd",
     "best_time_to_target_over_sklearn_mu",
+    "kl_iter_over_sklearn_kl",
+    "hals_penalized_over_unpenalized",
 )
 
 
@@ -91,6 +97,10 @@ def test_benchmark_ratios_by_hand():
         "three_product_floor_seconds": 0.5,
         "hals_iter_seconds": 0.4,
         "hals_imputed_iter_seconds": 0.6,
+        "kl_iter_seconds": 0.9,
+        "sklearn_kl_iter_seconds": 1.8,
+        "hals_unpenalized_iter_seconds": 0.4,
+        "hals_penalized_iter_seconds": 0.5,
     }
     to_target = {"mu": 3.0, "hals": 1.5, "ahals": float("nan"), "sklearn_cd": 6.0, "sklearn_mu": 12.0}
     ratios = benchmark_ratios(timings, to_target, ["mu", "hals", "ahals"])
@@ -107,6 +117,8 @@ def test_benchmark_ratios_by_hand():
             "mu_iter_over_sklearn_mu": 0.5,
             "best_time_to_target_over_sklearn_cd": 0.25,
             "best_time_to_target_over_sklearn_mu": 0.125,
+            "kl_iter_over_sklearn_kl": 0.5,
+            "hals_penalized_over_unpenalized": 1.25,
         },
         rel=1e-12,
     )
