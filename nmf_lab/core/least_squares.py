@@ -299,17 +299,26 @@ class MaskedLeastSquares:
     exponent = 1.0
     mu_terms, gradient = DenseLeastSquares.mu_terms, DenseLeastSquares.gradient
 
+    def observed_fit(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``M * (F X)`` (K x N), or its transpose (and True) when the mask is a transposed view (W's
+        subproblem): the fit is then formed as ``W H`` in the data's own order, where masking is one pass."""
+        if self.mask.flags.c_contiguous or not self.mask.T.flags.c_contiguous:
+            P = self.F @ X
+            np.multiply(P, self.mask, out=P)
+            return P, False
+        P = X.T @ self.F.T
+        np.multiply(P, self.mask.T, out=P)
+        return P, True
+
     def gram_times(self, X: np.ndarray) -> np.ndarray:
         """``F^T (M * (F X))``: two products with K x N matrices."""
-        P = self.F @ X
-        np.multiply(P, self.mask, out=P)
-        return self.F.T @ P
+        P, transposed = self.observed_fit(X)
+        return (P @ self.F).T if transposed else self.F.T @ P
 
     def quadratic(self, X: np.ndarray, GX: np.ndarray | None = None) -> float:
         if GX is not None:
             return inner(GX, X)
-        P = self.F @ X
-        np.multiply(P, self.mask, out=P)
+        P, _ = self.observed_fit(X)
         return inner(P, P)
 
     def passes(self, X, floor: float, *, max_sweeps=1, inner_tol=0.0, want_GX=False, C=None, ridge=0.0):
