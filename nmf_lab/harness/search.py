@@ -326,6 +326,7 @@ class Search:
     def finish(self, report=print) -> None:
         """Write the study's summary to the parent run, and ``report`` the console block. A trial metric that
         does not exist stops the sweep here: the parent ends FAILED, saying which metrics there are."""
+        os.environ.pop(SEARCH_ENV, None)  # the jobs are done
         if self.problem is not None:
             set_description(self.client, self.parent.run_id, f"**Search FAILED**: {self.problem}\n")
             end_run(self.client, self.parent.run_id, FAILED)
