@@ -1,14 +1,17 @@
 """The best denoiser (experiment=denoise_best): its run-time choices (d and the budget from held-out curves, the
-number of fits from validation images), the zero rule, and the study end to end on a few real punks, its metrics
-recomputed from what it logged and from the noisy images."""
+number of fits from validation images), the zero rule, the truncated-SVD baseline and the steps table, and the study
+end to end on a few real punks, its metrics recomputed from what it logged and from the noisy images (the clean-optimal
+d of one fit and the PSNR the chosen d loses against it, the SVD baseline and each step of the table included)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 from mlflow.entities import RunStatus
 
-from experiments.denoise_best import Split, choose_members, denoise, heldout_rows
+from experiments.denoise_best import Split, choose_members, denoise, heldout_rows, steps_table, svd_method
 from nmf_lab import fit_nmf
 from nmf_lab.core.denoiser import Denoiser
 from nmf_lab.core.metrics import psnr
@@ -17,7 +20,7 @@ from nmf_lab.core.rank_selection import cross_validate_rank_and_budget, heldout_
 from nmf_lab.core.transform import transform
 from nmf_lab.data.punks import Punks
 
-from helpers import load_array, load_text, runs_of
+from helpers import load_array, load_text
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -132,17 +135,16 @@ SMALL = (
 
 
 @pytest.mark.slow
-def test_denoise_best_end_to_end(run_job, client, experiment_name, punks_sheet, tmp_path):
-    status = run_job(
+def test_denoise_best_end_to_end(run_study, client, experiment_name, punks_sheet, tmp_path):
+    done = run_study(
         "experiment=denoise_best",
         *SMALL,
         "noise.seed=3",
         f"data.path={punks_sheet}",
         f"denoise_best.registered_model={experiment_name}",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
+    run = done.run
+    assert done.status == FINISHED
     m = run.data.metrics
     punks = Punks(n_images=240, path=str(punks_sheet)).load()
     A, opaque = punks.matrix(), punks.opaque_entries()
@@ -188,6 +190,7 @@ def test_denoise_best_end_to_end(run_job, client, experiment_name, punks_sheet, 
     assert f"{m['psnr_first_500']:.2f}" in comparison
     assert m["wall_seconds"] > 0 and m["cpu_seconds"] > 0
     check_the_model_on_punks_it_never_saw(client, run, m, experiment_name, A, A_noisy, opaque)
+    check_the_clean_optimal_d_the_svd_baseline_and_the_steps(done, A, A_noisy, opaque)
 
 
 def check_the_model_on_punks_it_never_saw(client, run, m, experiment_name, A, A_noisy, opaque):
@@ -225,6 +228,112 @@ def check_the_model_on_punks_it_never_saw(client, run, m, experiment_name, A, A_
     else:
         assert not versions and "The logged model makes noisy images worse" in description
         assert "makes images worse" in client.get_run(run.info.run_id).data.tags["nmf_lab.model_not_registered"]
+
+
+def check_the_clean_optimal_d_the_svd_baseline_and_the_steps(run, A, A_noisy, opaque):
+    """Computed here from the clean and noisy punks: one fit at each d of the grid and what the clean images would
+    have chosen (``oracle_rank``) and lose (``psnr_loss``), the truncated-SVD baseline, and the steps table (each
+    step's PSNR and its gain)."""
+    m = run.metrics
+    first = slice(0, 100)
+    A1, N1, O1 = A[:, first], A_noisy[:, first], opaque[:, first]
+
+    # One fit of all the noisy images at each d of the grid (hals, float32, seed 0, as configured, stopped at the
+    # chosen budget), post-processed, scored over the first images.
+    budget = int(m["cv_iterations"])
+    one_fit = {}
+    for d in (32, 48):
+        fit = fit_nmf(A_noisy, d, solver="hals", max_iter=budget, seed=0, init="random", dtype="float32")
+        one_fit[d] = psnr_of(A1, cleaned(fit.W @ fit.H, A_noisy, opaque)[:, first], O1)
+    logged = {h.step: h.value for h in run.client.get_metric_history(run.run_id, "psnr_one_fit_by_rank")}
+    assert logged == pytest.approx(one_fit, abs=1e-3)
+    oracle = max(one_fit, key=one_fit.get)
+    assert abs(one_fit[32] - one_fit[48]) > 0.01  # the argmax is not decided by rounding
+    assert m["oracle_rank"] == oracle
+    assert m["psnr_one_fit_oracle_rank"] == pytest.approx(one_fit[oracle], abs=1e-3)
+    assert m["psnr_one_fit_cv_rank"] == pytest.approx(one_fit[m["cv_rank"]], abs=1e-3)
+    assert m["psnr_loss"] == pytest.approx(one_fit[oracle] - one_fit[m["cv_rank"]], abs=1e-3) and m["psnr_loss"] >= 0
+
+    # The truncated SVD of the first noisy images at its clean-optimal d of svd_ranks, raw and clipped.
+    svd = {d: psnr_of(A1, rank_d(N1, d), O1) for d in (16, 32)}
+    best = max(svd, key=svd.get)
+    assert m["svd_rank"] == best and m["psnr_svd"] == pytest.approx(svd[best], abs=1e-9)
+    clipped = np.where(O1, np.clip(rank_d(N1, best), 0, 1), 0.0)
+    assert m["psnr_svd_postprocessed"] == pytest.approx(psnr_of(A1, clipped, O1), abs=1e-9)
+
+    # The steps table: each step's PSNR (the study's method, mu at its clean-optimal d, recomputed) and its gain.
+    study = {}
+    for d in (16, 32):
+        fit = fit_nmf(N1, d, solver="mu", max_iter=60, seed=0, init="random")
+        study[d] = fit.W @ fit.H
+    X = study[max(study, key=lambda d: psnr_of(A1, study[d], O1))]
+    expected = [
+        psnr_of(A1, N1, O1),
+        psnr_of(A1, X, O1),
+        psnr_of(A1, np.where(O1, np.clip(X, 0, 1), 0.0), O1),
+        psnr_of(A1, cleaned(X, N1, O1), O1),
+        one_fit[m["cv_rank"]],
+        m["psnr_first_500"],
+    ]
+    rows = [row.split("|")[1:-1] for row in run.text("tables/steps.md").split("\n\n")[0].splitlines()[2:]]
+    assert [float(row[1]) for row in rows] == pytest.approx(expected, abs=0.006)
+    assert rows[0][2].strip() == ""
+    gains = [float(row[2]) for row in rows[1:]]
+    assert gains == pytest.approx(np.diff(expected), abs=0.011)
+    assert float(rows[0][3]) == pytest.approx(psnr_of(A, A_noisy, opaque), abs=0.006)
+    assert float(rows[-1][3]) == pytest.approx(m["psnr"], abs=0.006)
+    assert re.search(rf"cross-validated d = {m['cv_rank']:.0f}\b", rows[4][0])
+
+
+def psnr_of(A, X, where):
+    """PSNR (dB, peak 1) of X against A over the entries ``where``, written out."""
+    return 10 * np.log10(1 / np.mean((X[where] - A[where]) ** 2))
+
+
+def rank_d(A, d):
+    """The rank-d truncated SVD of A, from numpy's SVD."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    return (U[:, :d] * s[:d]) @ Vt[:d]
+
+
+def cleaned(X, A_noisy, opaque):
+    """The denoiser's post-processing, written out: clipped to [0, 1], transparent pixels and noisy zeros 0."""
+    return np.where(opaque & (A_noisy > 0), np.clip(X, 0, 1), 0.0)
+
+
+def test_the_svd_baseline_is_the_truncated_svd_at_its_clean_optimal_d():
+    rng = np.random.default_rng(2)
+    opaque = np.broadcast_to(rng.uniform(size=(60, 1)) < 0.8, (60, 40))  # pixels transparent in every image
+    W = np.kron(np.eye(4), np.ones((15, 1))) * rng.uniform(0.8, 1, (60, 4))  # four parts, each its own pixels
+    A = np.where(opaque, W @ rng.uniform(0.1, 1, (4, 40)), 0.0)  # rank 4, up to about 1
+    A_noisy = np.clip(A + np.where(A > 0, rng.normal(0, 0.1, A.shape), 0), 0, 1)
+    ranks = [1, 2, 4, 8, 16]
+    raw = {d: psnr_of(A, rank_d(A_noisy, d), opaque) for d in ranks}
+    assert max(raw, key=raw.get) == 4  # the signal's rank: fewer miss signal, more fit noise
+    result = svd_method(A, A_noisy, opaque, ranks)
+    assert result["rank"] == 4
+    assert result["raw"] == pytest.approx(raw[4], abs=1e-9)
+    clipped = np.where(opaque, np.clip(rank_d(A_noisy, 4), 0, 1), 0.0)
+    assert result["postprocessed"] == pytest.approx(psnr_of(A, clipped, opaque), abs=1e-9)
+    assert result["postprocessed"] > result["raw"]  # its rank-4 reconstruction overshoots 1: clipping helps
+
+
+def test_the_steps_table_by_hand():
+    steps = [("noisy images", 20.0, 19.5), ("study", 25.25, None), ("+ clip", 25.5, None), ("mean", 27.0, 26.0)]
+    ablations = [("the zero rule", 26.5, 25.75), ("any post-processing", 24.0, 23.0)]
+    assert steps_table(steps, ablations, 10, 50) == (
+        "| step | PSNR, first 10 (dB) | gain (dB) | PSNR, all 50 (dB) |\n"
+        "|---|---|---|---|\n"
+        "| noisy images | 20.00 |  | 19.50 |\n"
+        "| study | 25.25 | +5.25 |  |\n"
+        "| + clip | 25.50 | +0.25 |  |\n"
+        "| mean | 27.00 | +1.50 | 26.00 |\n"
+        "\n"
+        "| the last step without | PSNR, first 10 (dB) | change (dB) | PSNR, all 50 (dB) |\n"
+        "|---|---|---|---|\n"
+        "| the zero rule | 26.50 | -0.50 | 25.75 |\n"
+        "| any post-processing | 24.00 | -3.00 | 23.00 |\n"
+    )
 
 
 def model_input_of(colours, opaque):
