@@ -282,6 +282,7 @@ def test_an_objective_no_run_logs_stops_the_search_naming_the_metrics(
 def test_the_movies_search_config_runs_on_the_real_study(run_cli, client, experiment_name):
     result = run_cli(
         "experiment=movies", "hparams_search=movies_optuna", "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.params.seed='choice(7,8)'",  # a config's space changed on the command line (quoted)
         f"tracking.experiment={experiment_name}",
     )  # fmt: skip
     (parent,), children = runs_of(client, experiment_name)
@@ -289,6 +290,7 @@ def test_the_movies_search_config_runs_on_the_real_study(run_cli, client, experi
     best = min(children, key=lambda run: run.data.metrics["relative_error"])
     assert parent.data.tags["nmf_lab.best_run"] == best.info.run_id
     assert {child.data.params["solver.name"] for child in children} <= {"mu", "hals"}
+    assert {child.data.params["seed"] for child in children} <= {"7", "8"}
     assert "best trial" in result.stdout
 
 
