@@ -175,7 +175,6 @@ def engine_session(config: EngineConfig) -> Iterator[Engine]:
             client.wait_for_workers(config.workers if cluster is not None else 1, timeout=config.connect_timeout)
         engine = Engine(kind, len(client.scheduler_info(n_workers=-1)["workers"]), _dashboard(client),
                         client.scheduler.address)  # fmt: skip
-        log.info("%s", engine.describe())
         yield engine
     finally:
         client.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import dask
 import dask.array as da
@@ -42,7 +43,7 @@ from nmf_lab.core.solvers import get_solver
 from nmf_lab.core.transform import transform
 from nmf_lab.core.validation import check_dtype, check_int
 
-__all__ = ["BlockedProblem", "column_blocks", "fit_blocked", "transform_blocked"]
+__all__ = ["BlockedProblem", "column_blocks", "fit_blocked", "read_pass", "transform_blocked"]
 
 
 def column_blocks(A) -> da.Array:
@@ -437,6 +438,19 @@ def fit_blocked(
     if tol < 0 or not math.isfinite(tol):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     return iterate(problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback)
+
+
+def _touch(a) -> int:
+    return int(np.asarray(a).shape[1])
+
+
+def read_pass(A) -> float:
+    """Seconds of one pass that reads (and decompresses) every column block of ``A`` and does nothing else: the
+    floor of a pass over the data on the current scheduler."""
+    A = column_blocks(A)
+    start = time.perf_counter()
+    dask.compute(*[dask.delayed(_touch, pure=False)(block) for block in A.to_delayed()[0]])
+    return time.perf_counter() - start
 
 
 def transform_blocked(A_new, W: np.ndarray, **options) -> da.Array:

@@ -121,16 +121,16 @@ def augmented_blocks(
         dx = rng.integers(-left[source], w - right[source])
         original = k < n0
         mirror[original], order[original], dy[original], dx[original] = False, 0, 0, 0
-        colours = np.empty((h, w, c, k.size), dtype=np.float32)
-        opacity = np.empty((h, w, k.size), dtype=np.float32)
-        for i in range(k.size):
-            image, a = images[..., source[i]], alpha[..., source[i]]
-            if mirror[i]:
-                image, a = image[:, ::-1], a[:, ::-1]
-            image = image[:, :, PERMUTATIONS[order[i]]]
-            colours[..., i] = np.roll(image, (dy[i], dx[i]), axis=(0, 1))  # nothing opaque wraps round
-            opacity[..., i] = np.roll(a, (dy[i], dx[i]), axis=(0, 1))
-        yield Block(colours.reshape(h * w * c, k.size), opacity.reshape(h * w, k.size), source.astype(np.int64))
+        # one gather: pixel (y, x) of image k is source pixel ((y - dy) mod h, x') with x' = (x - dx) mod w,
+        # mirrored x' -> w - 1 - x' (nothing opaque wraps round: the shift keeps the sprite in its frame)
+        ys = (np.arange(h)[:, None] - dy[None, :]) % h  # (h, k)
+        xs = (np.arange(w)[:, None] - dx[None, :]) % w  # (w, k)
+        xs = np.where(mirror[None, :], w - 1 - xs, xs)
+        channels = np.asarray(PERMUTATIONS)[order].T  # (3, k)
+        colours = images[ys[:, None, None, :], xs[None, :, None, :], channels[None, None, :, :], source]
+        opacity = alpha[ys[:, None, :], xs[None, :, :], source]
+        colours = colours.astype(np.float32).reshape(h * w * c, k.size)
+        yield Block(colours, opacity.astype(np.float32).reshape(h * w, k.size), source.astype(np.int64))
 
 
 @dataclass(frozen=True)
