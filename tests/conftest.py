@@ -64,19 +64,18 @@ def registered():
 
 
 @pytest.fixture(scope="session")
-def tracking_uri(tmp_path_factory, worker_id) -> str:
-    """A real sqlite tracking store, created once (its migrations cost ~7 s) and shared by the session.
+def migrated_empty_store(tmp_path_factory, worker_id) -> Path:
+    """An empty sqlite MLflow database with every migration applied, made once per session (its migrations
+    cost ~7 s): copy it to get a fresh store.
 
-    Under pytest-xdist the first worker migrates an empty database and the others copy it (under a lock), so
+    Under pytest-xdist the first worker migrates an empty database and the others use it (under a lock), so
     the migrations run once per session, not once per worker.
     """
     import fcntl
-    import shutil
 
     from mlflow.tracking import MlflowClient
 
-    store = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
-    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else store.parent
+    shared = tmp_path_factory.getbasetemp().parent if worker_id != "master" else tmp_path_factory.getbasetemp()
     template = shared / "migrated-empty-mlflow.db"
     with open(shared / "migrated-empty-mlflow.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -85,8 +84,27 @@ def tracking_uri(tmp_path_factory, worker_id) -> str:
             MlflowClient(f"sqlite:///{partial}").search_experiments()  # creates and migrates the database
             partial.rename(template)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    if template != store:
-        shutil.copyfile(template, store)
+    return template
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory, migrated_empty_store) -> str:
+    """A real sqlite tracking store, a copy of :func:`migrated_empty_store`, shared by the session."""
+    import shutil
+
+    store = tmp_path_factory.mktemp("mlruns") / "mlflow.db"
+    shutil.copyfile(migrated_empty_store, store)
+    return f"sqlite:///{store}"
+
+
+@pytest.fixture
+def fresh_tracking_uri(tmp_path, migrated_empty_store) -> str:
+    """A real sqlite tracking store of this test alone (a copy of :func:`migrated_empty_store`), in ``tmp_path``."""
+    import shutil
+
+    store = tmp_path / "fresh-mlruns" / "mlflow.db"
+    store.parent.mkdir()
+    shutil.copyfile(migrated_empty_store, store)
     return f"sqlite:///{store}"
 
 

@@ -362,3 +362,52 @@ def _stop_by_pid_file(pid_file: Path) -> None:
         except ProcessLookupError:
             return
         _wait_for_exit(pid_file)
+
+
+BASIC_AUTH_INI = """\
+[mlflow]
+default_permission = READ
+database_uri = {database_uri}
+admin_username = {admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = 60
+"""
+
+
+@dataclass(frozen=True)
+class BasicAuthServer:
+    """A running ``mlflow server --app-name basic-auth`` over PostgreSQL: its URI, the folder that holds its
+    artifacts (``root / "artifacts"``), the admin's and the users' credentials (name -> password)."""
+
+    uri: str
+    root: Path
+    admin: tuple[str, str]
+    users: Mapping[str, str]
+
+
+@contextmanager
+def basic_auth_server(users: Mapping[str, str], admin: tuple[str, str] = ("admin", "admin-pw-for-tests")):
+    """The team setup of the README: PostgreSQL with the databases ``mlflow`` (runs) and ``mlflow_auth`` (users,
+    permissions), an `mlflow server --app-name basic-auth` over them (``default_permission = READ``: everyone
+    may read what they did not create), and ``users`` created through the auth REST API by the admin. Skips
+    (fails in CI) without PostgreSQL, psycopg2 or Flask-WTF. About 8 s."""
+    import importlib.util
+
+    missing = [name for name in ("psycopg2", "flask_wtf") if importlib.util.find_spec(name) is None]
+    if missing:
+        unavailable(f"{', '.join(missing)} missing: pip install 'mlflow[auth]' psycopg2-binary (the test extra)")
+    with postgres(["mlflow", "mlflow_auth"]) as database, service_dir() as root:
+        ini = root / "basic_auth.ini"
+        ini.write_text(BASIC_AUTH_INI.format(database_uri=database.uri("mlflow_auth"), admin=admin[0]))
+        env = {
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-random-secret-for-the-tests",
+            "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        }
+        with mlflow_server(root, database.uri("mlflow"), extra_args=["--app-name", "basic-auth"], env=env) as uri:
+            for user, password in users.items():
+                response = requests.post(
+                    f"{uri}/api/2.0/mlflow/users/create", json={"username": user, "password": password}, auth=admin
+                )
+                assert response.status_code == 200, response.text
+            yield BasicAuthServer(uri=uri, root=root, admin=admin, users=dict(users))

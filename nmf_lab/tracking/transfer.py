@@ -196,10 +196,18 @@ class Transfer:
             parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
             if parent in chosen:
                 children.setdefault(parent, []).append(run)
-        for run in runs:
-            if run.data.tags.get(MLFLOW_PARENT_RUN_ID) not in chosen:
-                self._copy_tree(run, children)
-        order = {run.info.run_id: k for k, run in enumerate(runs)}
+        roots = [run for run in runs if run.data.tags.get(MLFLOW_PARENT_RUN_ID) not in chosen]
+        for run in roots:
+            self._copy_tree(run, children)
+        order: dict[str, int] = {}  # each parent followed by its children, as the table shows them
+
+        def visit(run) -> None:
+            order[run.info.run_id] = len(order)
+            for child in children.get(run.info.run_id, []):
+                visit(child)
+
+        for run in roots:
+            visit(run)
         return sorted(self.outcomes, key=lambda outcome: order[outcome.source_id])
 
     def _copy_tree(self, run, children: dict[str, list]) -> None:
@@ -228,7 +236,11 @@ class Transfer:
         info, source_id = run.info, run.info.run_id
         name = info.run_name or source_id
         experiment_id = self._experiments[info.experiment_id]
-        parent = self._mapping.get(run.data.tags.get(MLFLOW_PARENT_RUN_ID, ""))
+        source_parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID, "")
+        parent = self._mapping.get(source_parent)
+        if parent is None and source_parent:  # a job pushed alone: its parent's copy, if the target holds one
+            held = self._existing[experiment_id].get(source_parent)
+            parent = held.info.run_id if held is not None else None
         outcome = Outcome(
             name, source_id, experiment_id=experiment_id, parent_source_id=run.data.tags.get(MLFLOW_PARENT_RUN_ID)
         )
