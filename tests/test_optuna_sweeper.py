@@ -122,6 +122,7 @@ def two_searches(user_folder, tracking_uri, client):
     then the same command through joblib, 2 trials at a time: 4 more trials of the same study."""
     name = "search-e2e"
     command = ["mine.x=interval(0,1)", "hydra.sweeper.n_trials=4", "mine.fail=[1]", "mine.sleep=1.0"]
+    command += ["hydra.sweeper.report=[loss_curve]"]  # reported for the best run, not searched
     first = nmf_lab(user_folder, tracking_uri, *command, f"tracking.experiment={name}")
     assert first.returncode == 0, first.stdout + first.stderr
     second = nmf_lab(
@@ -207,6 +208,8 @@ def test_the_best_run_tag_names_the_child_with_the_best_metric(two_searches, cli
     best = parent.data.tags["nmf_lab.best_run"]
     assert losses[best] == min(losses.values()) == pytest.approx(parent.data.metrics["best_loss"])
     assert best in second.stdout
+    assert parent.data.metrics["best_loss_curve"] == client.get_run(best).data.metrics["loss_curve"]
+    assert "its loss_curve" in second.stdout and "(reported, not searched)" in second.stdout
     note = parent.data.tags["mlflow.note.content"]
     assert f"runs/{best}" in note.split("**Best trial**", 1)[1].split("\n")[0]
 
@@ -318,6 +321,18 @@ def test_the_search_space_is_spelled_as_the_official_plugin_spells_it():
     assert space.overrides(values) == [
         "experiment=movies", "rank=5", "solver.delta=1e-05", "solver=hals", "seed=4", "init=random", "x=0.5",
     ]  # fmt: skip
+
+
+def test_a_choice_of_lists_is_a_choice_of_their_texts():
+    from hydra_plugins.nmf_lab_optuna_sweeper.optuna_sweeper import jobs_to_check, search_space
+
+    (param,) = search_space(None, ["denoise_best.ranks=choice([128],[192,256])"]).params
+    assert param.choices == ("[128]", "[192,256]")
+    assert param.override("[192,256]") == "denoise_best.ranks=[192,256]"
+    assert jobs_to_check(["denoise_best.ranks=choice([128],[192,256])"]) == [
+        ["denoise_best.ranks=[128]"],
+        ["denoise_best.ranks=[192,256]"],
+    ]
 
 
 @pytest.mark.parametrize(

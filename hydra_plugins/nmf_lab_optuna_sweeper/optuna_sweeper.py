@@ -50,7 +50,8 @@ class SearchSpaceError(ValueError):
 class Param:
     """One searched parameter: its override key as written (``rank``, ``+mine.factor``), its name in the study
     (the key without ``+``/``++``) and its distribution: ``categorical`` (``choices``), ``int`` or ``float``
-    (``low``..``high`` inclusive, an optional ``step``, ``log`` scale)."""
+    (``low``..``high`` inclusive, an optional ``step``, ``log`` scale). A choice of lists or dicts
+    (``choice([16],[24,32])``) is a choice of their texts, ``raw`` in an override."""
 
     key: str
     name: str
@@ -60,6 +61,7 @@ class Param:
     step: Any = None
     log: bool = False
     choices: tuple = ()
+    raw: frozenset = frozenset()
 
     def distribution(self):
         import optuna.distributions as dist
@@ -71,6 +73,8 @@ class Param:
         return dist.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def override(self, value: Any) -> str:
+        if value in self.raw:
+            return f"{self.key}={value}"
         return f"{self.key}={Override._get_value_element_as_str(value)}"
 
     def extremes(self) -> list:
@@ -124,10 +128,12 @@ def _param(key: str, name: str, sweep: Any) -> Param:
     if isinstance(sweep, ChoiceSweep):
         if sweep.shuffle:
             raise SearchSpaceError(f"{key}: shuffle() means nothing to a sampler; give the choices as they are")
-        bad = [value for value in sweep.list if not isinstance(value, (str, int, float, bool, type(None)))]
-        if bad:
-            raise SearchSpaceError(f"{key}: a choice's options must be single values (not {bad[0]!r})")
-        return Param(key, name, "categorical", choices=tuple(sweep.list))
+        # Optuna's choices are single values: a list or dict is chosen as its text
+        texts = {
+            i: Override._get_value_element_as_str(v) for i, v in enumerate(sweep.list) if isinstance(v, (list, dict))
+        }
+        choices = tuple(texts.get(i, value) for i, value in enumerate(sweep.list))
+        return Param(key, name, "categorical", choices=choices, raw=frozenset(texts.values()))
     if isinstance(sweep, RangeSweep):
         if sweep.shuffle:
             raise SearchSpaceError(f"{key}: shuffle(range(...)) means nothing to a sampler; give range(...)")
@@ -192,6 +198,7 @@ class OptunaSweeper(Sweeper):
         intermediate: str | None = "error",
         checkpoints: int = 10,
         params: Mapping[str, Any] | None = None,
+        report: Sequence[str] = (),
     ) -> None:
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"hydra.sweeper.direction={direction!r}: choose minimize or maximize")
@@ -207,6 +214,7 @@ class OptunaSweeper(Sweeper):
         self.pruner = pruner
         self.intermediate = intermediate
         self.checkpoints = max(1, int(checkpoints))
+        self.report = [str(metric) for metric in (report or [])]
         self.params = OmegaConf.to_container(params) if isinstance(params, DictConfig) else dict(params or {})
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -239,6 +247,7 @@ class OptunaSweeper(Sweeper):
             pruner=self.pruner,
             intermediate=self.intermediate,
             checkpoints=self.checkpoints,
+            report=self.report,
         )
         batch = self.n_jobs or launcher_parallelism(self.config.hydra.launcher)
         log.info(

@@ -163,7 +163,18 @@ class Search:
     summary. Open it with :meth:`open` (inside a sweep: the parent run exists)."""
 
     def __init__(
-        self, client, parent: StoredRun, study, space, *, storage, objective, direction, intermediate, checkpoints
+        self,
+        client,
+        parent: StoredRun,
+        study,
+        space,
+        *,
+        storage,
+        objective,
+        direction,
+        intermediate,
+        checkpoints,
+        report=(),
     ):
         self.client = client
         self.storage = storage
@@ -175,6 +186,7 @@ class Search:
         self.direction = direction
         self.intermediate = intermediate
         self.checkpoints = checkpoints
+        self.report = list(report)  # metrics of the best trial's run reported at the end, never seen by the search
         self.told: dict[int, str] = {}  # trial number -> state, this sweep's trials
         self.problem: str | None = None
 
@@ -204,6 +216,7 @@ class Search:
         pruner=None,
         intermediate: str | None = "error",
         checkpoints: int = 10,
+        report: Sequence[str] = (),
     ) -> Search:
         """Create or load the study (``load_if_exists``: the same name continues it) in the tracking store's
         database, and record it on the sweep's parent run (``$NMF_LAB_PARENT_RUN_ID``)."""
@@ -251,6 +264,7 @@ class Search:
             direction=direction,
             intermediate=intermediate,
             checkpoints=checkpoints,
+            report=report,
         )
 
     def ask(self, n: int) -> list:
@@ -323,8 +337,8 @@ class Search:
                 except Exception:  # already finished, or the storage is gone: nothing more to do
                     log.exception("trial %d could not be ended", trial.number)
 
-    def finish(self, report=print) -> None:
-        """Write the study's summary to the parent run, and ``report`` the console block. A trial metric that
+    def finish(self, out=print) -> None:
+        """Write the study's summary to the parent run, and give ``out`` the console block. A trial metric that
         does not exist stops the sweep here: the parent ends FAILED, saying which metrics there are."""
         os.environ.pop(SEARCH_ENV, None)  # the jobs are done
         if self.problem is not None:
@@ -349,10 +363,12 @@ class Search:
             best_run = best.user_attrs.get(RUN_ID_ATTR)
             if best_run:
                 parent.set_tags({BEST_RUN_TAG: best_run})
+                reported = StoredRun.load(self.client, best_run).metrics
+                metrics.update({f"best_{key}": reported[key] for key in self.report if key in reported})
         parent.log_metrics(metrics)
         self._log_figures(parent, trials)
         parent.log_text(self._table(trials, best), "tables/search.md")
-        report(self._block(trials, best, best_run), flush=True)
+        out(self._block(trials, best, best_run, metrics), flush=True)
 
     def _log_figures(self, parent: RunLog, trials) -> None:
         title = f"{self.name} ({len(trials)} trials)"
@@ -415,7 +431,7 @@ class Search:
     def _run_route(self, run_id: str) -> str:
         return describe.run_route(self.parent.experiment_id, run_id)
 
-    def _block(self, trials, best, best_run: str | None) -> str:
+    def _block(self, trials, best, best_run: str | None, metrics: dict) -> str:
         """What the CLI prints when the search ends (before the sweep's block)."""
         counts = {state: sum(s == state for s in self.told.values()) for state in ("COMPLETE", "PRUNED", "FAIL")}
         rows = [
@@ -430,6 +446,9 @@ class Search:
         if best is not None:
             values = " ".join(f"{key}={value}" for key, value in best.params.items())
             rows.append(("best trial", f"#{best.number}: {self.objective} = {describe.number(best.value)} ({values})"))
+            for key in self.report:  # e.g. a clean-image score the search never saw
+                if f"best_{key}" in metrics:
+                    rows.append((f"its {key}", f"{describe.number(metrics[f'best_{key}'])} (reported, not searched)"))
         if best_run:
             links = describe.ui_links(self.client.tracking_uri)
             rows.append(("best run", f"{best_run} ({BEST_RUN_TAG} on the parent)"))
