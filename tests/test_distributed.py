@@ -77,3 +77,16 @@ def test_transform_of_new_columns_runs_blocked_with_the_in_memory_coefficients(p
     A_new = punks_matrix[:, 5000:5600]
     H = transform_blocked(da.from_array(A_new, chunks=(A_new.shape[0], 250)), W).compute()
     np.testing.assert_allclose(H, transform(A_new, W).H, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["mu", "hals"])
+def test_the_one_pass_proposal_gives_the_same_iterates_with_one_pass_per_iteration(punks_matrix, solver):
+    """nmf_lab.distributed.onepass: the H half-step inside each block's task (update_and_cross)."""
+    from nmf_lab.distributed.onepass import fit_one_pass
+
+    A = punks_matrix[:, :3000]
+    expected = fit_nmf(A, 8, solver=solver, max_iter=4, seed=1)
+    result, problem = fit_one_pass(da.from_array(A, chunks=(A.shape[0], 1000)), 8, solver=solver, max_iter=4, seed=1)
+    np.testing.assert_allclose(result.errors, expected.errors, rtol=1e-9, atol=0)
+    setup = {"mu": 2, "hals": 4}[solver]  # the first pass, the initial error (and hals's start: 2)
+    assert problem.passes == setup + 4

@@ -60,7 +60,7 @@ def column_blocks(A) -> da.Array:
 # ---------------------------------------------------------------- the tasks: pure functions of one block
 
 
-def _block(a, dtype, mask=None, fill=None):
+def block_data(a, dtype, mask=None, fill=None):
     """Block ``a`` in the computation's dtype, 0 outside the mask; with ``fill = (W, H_j)`` the hidden
     entries set to ``W H_j``."""
     a = np.asarray(a).astype(dtype, copy=False)
@@ -77,7 +77,7 @@ def _stats(a, dtype, mask=None):
     """What one pass learns of a block: sum of squares, sum (float64), observed count, its non-zero rows
     and columns, and its non-finite and negative entries (inside the mask)."""
     observed = None if mask is None else np.asarray(mask)
-    a = _block(a, dtype, observed)
+    a = block_data(a, dtype, observed)
     finite = np.isfinite(a)
     bad, negative = int(a.size - finite.sum()), int((a < 0).sum())
     safe = np.where(finite, a, 0)
@@ -99,7 +99,7 @@ def _stats(a, dtype, mask=None):
 
 def _cross_H(a, W_rows, rows, dtype, mask=None, fill=None):
     """``W^T A_j`` (d x n_j) from the non-zero rows, and ``||A_j||^2`` when the block is filled."""
-    a = _block(a, dtype, mask, fill)
+    a = block_data(a, dtype, mask, fill)
     product = W_rows.T @ (a if rows is None else a[rows])
     norm2 = float(np.einsum("ij,ij->", a, a, dtype=np.float64)) if fill is not None else None
     return product, norm2
@@ -107,20 +107,20 @@ def _cross_H(a, W_rows, rows, dtype, mask=None, fill=None):
 
 def _cross_W(a, H_j, rows, dtype, mask=None, fill=None):
     """``A_j H_j^T`` (m' x d) on the non-zero rows."""
-    a = _block(a, dtype, mask, fill)
+    a = block_data(a, dtype, mask, fill)
     return (a if rows is None else a[rows]) @ H_j.T
 
 
 def _filled_norm2(a, dtype, mask, fill):
     """``||filled A_j||^2`` (float64)."""
-    a = _block(a, dtype, mask, fill)
+    a = block_data(a, dtype, mask, fill)
     return float(np.einsum("ij,ij->", a, a, dtype=np.float64))
 
 
 def _squared_residual(a, W, H_j, dtype, mask=None):
     """``||M_j * (A_j - W H_j)||^2`` (float64), the residual formed in the factors' dtype."""
     observed = None if mask is None else np.asarray(mask)
-    a = _block(a, dtype, observed)
+    a = block_data(a, dtype, observed)
     residual = W @ H_j
     np.subtract(a, residual, out=residual)
     if observed is not None:
