@@ -144,7 +144,7 @@ def report(outcomes, source: str, target: str, seconds: float) -> str:
         for action in (COPIED, REPLACED, SKIPPED, FAILED_CHECK)
     }
     said = ", ".join(f"{n} {action}" for action, n in counts.items() if n)
-    header = ["run", "source id", "target id", "", "in the target's UI"]
+    header = ["run", "source id", "target id", "action", "in the target's UI"]
     rows = [
         [
             ("  " if outcome.parent_source_id in {o.source_id for o in outcomes} else "")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +122,7 @@ class Transfer:
     outcomes: list[Outcome] = field(default_factory=list)
     _experiments: dict[str, str] = field(default_factory=dict)  # source experiment id -> target's
     _mapping: dict[str, str] = field(default_factory=dict)  # source run id -> target run id
+    _experiment_of: dict[str, str] = field(default_factory=dict)  # target run id -> its experiment
     _existing: dict[str, dict[str, object]] = field(default_factory=dict)  # target experiment -> origin -> run
 
     # -- the plan ---------------------------------------------------------------------------------------------
@@ -253,9 +255,10 @@ class Transfer:
                 outcome.target_id, outcome.action = existing.info.run_id, SKIPPED
                 outcome.detail = "the original" if is_original else ""
                 self._mapping[source_id] = existing.info.run_id
+                self._experiment_of[existing.info.run_id] = experiment_id
                 if parent and tags.get(MLFLOW_PARENT_RUN_ID) != parent:
                     self.target.set_tag(existing.info.run_id, MLFLOW_PARENT_RUN_ID, parent)
-                return outcome, lambda: None
+                return outcome, lambda: self._relink(run, existing.info.run_id, tags.get(MLFLOW_RUN_NOTE))
             if tags.get(COPY_TAG) == COMPLETE:
                 found = differences(source, Snapshot.of(self.target, existing), final=True)
                 outcome.detail = "changed: " + ("; ".join(found[:2]) or "its digest")
@@ -267,8 +270,10 @@ class Transfer:
             outcome.action = COPIED
         outcome.target_id = self._copy_body(run, source, experiment_id, parent)
         self._mapping[source_id] = outcome.target_id
+        self._experiment_of[outcome.target_id] = experiment_id
 
         def finish() -> None:
+            self._relink(run, outcome.target_id, run.data.tags.get(MLFLOW_RUN_NOTE))
             self.progress(name, "checking")
             copied = Snapshot.of(self.target, self.target.get_run(outcome.target_id))
             found = differences(source, copied, final=False)
@@ -280,6 +285,15 @@ class Transfer:
                 self.target.set_terminated(outcome.target_id, info.status, end_time=info.end_time)
 
         return outcome, finish
+
+    def _relink(self, run, target_id: str, note: str | None) -> None:
+        """Point the links to runs in a copy's description (``note``, as the copy has it) at the copies (a
+        sweep's table of its jobs, once they are copied)."""
+        original = run.data.tags.get(MLFLOW_RUN_NOTE)
+        if original and note is not None:
+            wanted = relinked(original, self._mapping, self._experiment_of)
+            if wanted != note:
+                self.target.set_tag(target_id, MLFLOW_RUN_NOTE, wanted)
 
     def _copy_body(self, run, source: Snapshot, experiment_id: str, parent: str | None) -> str:
         """Create the copy (RUNNING, tagged in progress) and copy everything into it; returns its id."""
@@ -428,7 +442,7 @@ class Snapshot:
         content = {
             "status": [run.info.status, run.info.start_time, run.info.end_time, whole_name(run)],
             "params": run.data.params,
-            "tags": {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS},
+            "tags": content_tags(run),
             "metrics": {
                 key: sorted((m.step, m.timestamp, repr(m.value)) for m in h) for key, h in self.histories.items()
             },
@@ -453,9 +467,7 @@ def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
         found.append(f"name {b.info.run_name!r}")
     if a.data.params != b.data.params:
         found.append(f"params ({len(a.data.params)} vs {len(b.data.params)})")
-    tags_a, tags_b = (
-        {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS} for run in (a, b)
-    )
+    tags_a, tags_b = content_tags(a), content_tags(b)
     if tags_a != tags_b:
         found.append(f"tags {', '.join(changed(tags_a, tags_b)[:3])}")
     counts_a, counts_b = ({key: len(h) for key, h in s.histories.items()} for s in (source, copy))
@@ -473,6 +485,32 @@ def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
     if source.model_files != copy.model_files:
         found.append(f"logged models and their artifacts ({len(source.models)} vs {len(copy.models)} models)")
     return found
+
+
+RUN_LINK = re.compile(r"\[[0-9a-f]{8}\]\(#/experiments/[^/)]+/runs/([0-9a-f]{32})")
+"""A link to a run in a description (a sweep's table of its jobs): ``[1a2b3c4d](#/experiments/3/runs/<id>``."""
+
+
+def content_tags(run) -> dict[str, str]:
+    """A run's tags but :data:`UNCOMPARED_TAGS`, its description's links to runs left out (a copy's point at the
+    copies)."""
+    tags = {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS}
+    if MLFLOW_RUN_NOTE in tags:
+        tags[MLFLOW_RUN_NOTE] = RUN_LINK.sub("[run](#/experiments/*/runs/*", tags[MLFLOW_RUN_NOTE])
+    return tags
+
+
+def relinked(note: str, mapping: dict[str, str], experiment_of: dict[str, str]) -> str:
+    """``note`` with each link to a copied run pointing at its copy (``mapping``: source run id -> copy's id;
+    ``experiment_of``: copy's id -> its experiment)."""
+
+    def link(match: re.Match) -> str:
+        copy = mapping.get(match.group(1))
+        if copy is None:
+            return match.group(0)
+        return f"[{copy[:8]}](#/experiments/{experiment_of[copy]}/runs/{copy}"
+
+    return RUN_LINK.sub(link, note)
 
 
 def changed(a: dict, b: dict) -> list[str]:
