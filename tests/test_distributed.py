@@ -90,3 +90,28 @@ def test_the_one_pass_proposal_gives_the_same_iterates_with_one_pass_per_iterati
     np.testing.assert_allclose(result.errors, expected.errors, rtol=1e-9, atol=0)
     setup = {"mu": 2, "hals": 4}[solver]  # the first pass, the initial error (and hals's start: 2)
     assert problem.passes == setup + 4
+
+
+def test_the_denoiser_model_predicts_a_large_batch_blocked(punks_matrix, client, tracking_uri, experiment_name,
+                                                           monkeypatch):  # fmt: skip
+    """A logged denoiser's predict, chunk by chunk on Dask, equals the model's in-memory predict."""
+    from nmf_lab.core.denoiser import Denoiser
+    from nmf_lab.distributed.denoise import denoise_blocked
+    from nmf_lab.tracking.lifecycle import tracked_run
+    from nmf_lab.tracking.model import log_denoiser
+    from nmf_lab.tracking.model_blocked import predict_blocked
+    from nmf_lab.tracking.store import get_experiment_id
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    W = fit_nmf(punks_matrix[:, :500], 6, solver="hals", max_iter=10, seed=0).W
+    denoiser = Denoiser(bases=W, image_shape=(24, 24, 3), max_iter=200)
+    noisy = np.clip(punks_matrix[:, 1000:1900] + np.random.default_rng(1).normal(0, 0.05, (1728, 900)), 0, 1)
+    images = noisy.T.reshape(900, 24, 24, 3)
+    expected = denoiser.denoise_images(images)
+    blocked = denoise_blocked(denoiser, images, chunk=300).compute()  # equal to the NNLS tolerance:
+    np.testing.assert_allclose(blocked, expected, rtol=0, atol=1e-6)  # products of other widths round otherwise
+    with tracked_run(client, get_experiment_id(client, experiment_name)) as run:
+        model_uri = log_denoiser(run, denoiser, input_example=images[:1])
+    predicted = predict_blocked(model_uri, da.from_array(images, chunks=(400, 24, 24, 3)))
+    assert predicted.chunks[0] == (400, 400, 100)
+    np.testing.assert_allclose(predicted.compute(), expected, rtol=0, atol=1e-6)
