@@ -48,18 +48,27 @@ def load_text(client, run_id, path, tmp_path):
 class StudyRun:
     """One job's run read back from the store (what the ``run_study`` fixture returns): the job's final
     ``status``, the MLflow ``run`` and its ``run_id``, ``metrics``, ``params`` and ``tags``, and its artifacts
-    (``text``, ``array``, ``paths``), downloaded into ``tmp_path``."""
+    (``text``, ``array``, ``factors``, ``paths``), downloaded into ``tmp_path``. Anything else is the MLflow
+    run's (``info``, ``data``, ``inputs``)."""
 
     def __init__(self, status, run, client, tmp_path):
         self.status, self.run, self.client, self.tmp_path = status, run, client, tmp_path
         self.run_id = run.info.run_id
         self.metrics, self.params, self.tags = run.data.metrics, run.data.params, run.data.tags
 
+    def __getattr__(self, name):
+        if name == "run":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.run, name)
+
     def text(self, path):
         return load_text(self.client, self.run_id, path, self.tmp_path)
 
     def array(self, path):
         return load_array(self.client, self.run_id, path, self.tmp_path)
+
+    def factors(self):
+        return factors(self.client, self.run_id, self.tmp_path)
 
     def paths(self):
         return set(artifact_paths(self.client, self.run_id))

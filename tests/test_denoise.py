@@ -14,7 +14,7 @@ from nmf_lab.data.digits import Digits
 from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
 
-from helpers import artifact_paths, dataset_of, factors, runs_of
+from helpers import artifact_paths, dataset_of, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -101,36 +101,32 @@ def test_postprocess_clips_and_clears_transparent_pixels():
 SMALL = ["data.n_images=40", "solver.max_iter=40"]
 
 
-def test_denoise_run_measures_against_the_clean_matrix(
-    run_job, client, experiment_name, tmp_path, punks_sheet, first_punks
-):
-    status = run_job(
+def test_denoise_run_measures_against_the_clean_matrix(run_study, punks_sheet, first_punks):
+    run = run_study(
         "experiment=denoise",
         "rank=8",
         "noise.seed=5",
         *SMALL,
         f"data.path={punks_sheet}",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
+    assert run.status == FINISHED
     A, mask = first_punks.matrix(), first_punks.opaque_entries()
     A_noisy = add_noise(A, 0.1, seed=5)
-    m = run.data.metrics
+    m = run.metrics
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
-    W, H = factors(client, run.info.run_id, tmp_path)
+    W, H = run.factors()
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
     assert m["final_error"] == pytest.approx(np.linalg.norm(A_noisy - W @ H), rel=1e-6)  # the fit's objective
     assert m["clean_error"] != pytest.approx(m["final_error"], rel=1e-3)
     assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy, mask))
     assert m["psnr"] == pytest.approx(psnr(A, W @ H, mask), rel=1e-9)
-    paths = set(artifact_paths(client, run.info.run_id))
+    paths = run.paths()
     assert {
         "figures/3a_noisy_images.png",
         "figures/3b_basis_images.png",
         "figures/3b_original_noisy_denoised.png",
     } <= paths
-    assert run.data.params["noise.sigma"] == "0.1" and run.data.params["noise.seed"] == "5"
+    assert run.params["noise.sigma"] == "0.1" and run.params["noise.seed"] == "5"
     assert dataset_of(run).name == "cryptopunks-noisy"
 
 
@@ -183,22 +179,20 @@ def test_denoise_sweep_compares_nmf_and_svd(run_cli, client, experiment_name, pu
 # --- any image set ---------------------------------------------------------------------------------------
 
 
-def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
-    status = run_job(
+def test_denoising_the_digits(run_study):
+    run = run_study(
         "experiment=denoise",
         "data=digits",
         "data.n_images=60",
         "rank=6",
         "solver.max_iter=20",
         "noise.seed=2",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
+    assert run.status == FINISHED
     A = Digits(n_images=60).load().matrix()
     A_noisy = add_noise(A, 0.1, seed=2)
-    m = run.data.metrics
-    W, H = factors(client, run.info.run_id, tmp_path)
+    m = run.metrics
+    W, H = run.factors()
     assert W.shape == (64, 6)
     assert m["noise_error"] == pytest.approx(np.linalg.norm(A_noisy - A))
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - W @ H), rel=1e-9)
@@ -208,13 +202,13 @@ def test_denoising_the_digits(run_job, client, experiment_name, tmp_path):
         "figures/3a_noisy_images.png",
         "figures/3b_basis_images.png",
         "figures/3b_original_noisy_denoised.png",
-    } <= set(artifact_paths(client, run.info.run_id))
+    } <= run.paths()
     dataset = dataset_of(run)
     assert dataset.name == "digits-noisy" and '"features_shape": [64, 60]' in dataset.profile
 
 
-def test_a_run_without_noise_does_not_claim_noise(run_job, client, experiment_name):
-    status = run_job(
+def test_a_run_without_noise_does_not_claim_noise(run_study):
+    run = run_study(
         "experiment=denoise",
         "data=digits",
         "data.n_images=50",
@@ -222,13 +216,11 @@ def test_a_run_without_noise_does_not_claim_noise(run_job, client, experiment_na
         "noise.sigma=0",
         "denoise.method=svd",
         "denoise.postprocess=true",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
+    assert run.status == FINISHED
     A = Digits(n_images=50).load().matrix()
-    m = run.data.metrics
+    m = run.metrics
     assert m["noise_error"] == 0.0 and "psnr_noisy" not in m  # no noisy images to score
-    assert "noise.seed" not in run.data.params and run.data.params["noise.sigma"] == "0.0"
+    assert "noise.seed" not in run.params and run.params["noise.sigma"] == "0.0"
     assert m["clean_error"] == pytest.approx(np.linalg.norm(A - np.clip(truncated_svd(A, 4), 0, 1)))
     assert dataset_of(run).name == "digits"

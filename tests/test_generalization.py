@@ -10,7 +10,7 @@ from nmf_lab import fit_nmf, transform
 from nmf_lab.core.metrics import psnr
 from nmf_lab.data.punks import Punks
 
-from helpers import artifact_paths, factors, load_array, runs_of
+from helpers import artifact_paths, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -27,35 +27,31 @@ def test_projecting_the_training_images_reproduces_the_training_error():
 
 
 @pytest.mark.slow  # a whole job with its figures: about 3 s
-def test_generalization_projects_unseen_punks_onto_the_training_basis(
-    run_job, client, experiment_name, tmp_path, punks_sheet
-):
-    status = run_job(
+def test_generalization_projects_unseen_punks_onto_the_training_basis(run_study, punks_sheet):
+    run = run_study(
         "experiment=generalization",
         "data.n_images=30",
         "generalization.test_images=12",
         f"data.path={punks_sheet}",
         "rank=6",
         "solver.max_iter=40",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
-    m, run_id = run.data.metrics, run.info.run_id
+    assert run.status == FINISHED
+    m = run.metrics
     punks = Punks(n_images=42, path=str(punks_sheet)).load()
     A_train, A_test = punks.matrix()[:, :30], punks.matrix()[:, 30:]
-    W, H = factors(client, run_id, tmp_path)
+    W, H = run.factors()
     # W is learned from the training punks alone: the same fit of them, bit for bit
     alone = fit_nmf(A_train, 6, solver="mu", max_iter=40, seed=0)
     np.testing.assert_array_equal(W, alone.W)
-    H_test = load_array(client, run_id, "arrays/H_test.npy", tmp_path)
+    H_test = run.array("arrays/H_test.npy")
     assert H_test.shape == (6, 12) and (H_test >= 0).all()
     np.testing.assert_allclose(H_test, transform(A_test, W).H, rtol=1e-9, atol=1e-12)
     assert m["train_error"] == pytest.approx(np.linalg.norm(A_train - W @ H) / np.linalg.norm(A_train), rel=1e-6)
     assert m["test_error"] == pytest.approx(np.linalg.norm(A_test - W @ H_test) / np.linalg.norm(A_test), rel=1e-6)
     assert m["train_error_projected"] <= m["train_error"] * (1 + 1e-9)  # NNLS is optimal for the fixed W
     assert m["psnr_test"] == pytest.approx(psnr(A_test, W @ H_test, punks.subset(slice(30, 42)).opaque_entries()))
-    assert "figures/test_projections.png" in artifact_paths(client, run_id)
+    assert "figures/test_projections.png" in run.paths()
     contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
     assert contexts == ["testing", "training"]
 

@@ -15,7 +15,7 @@ from nmf_lab.data.images import ImageSet
 from nmf_lab.data.punks import Punks
 from nmf_lab.harness.config import ConfigError
 
-from helpers import artifact_paths, dataset_of, factors, load_text, runs_of
+from helpers import artifact_paths, dataset_of, load_text, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
@@ -60,15 +60,10 @@ def test_a_rank_as_large_as_the_matrix_is_warned_about(caplog):
 # --- CryptoPunks -----------------------------------------------------------------------------------------
 
 
-def test_punks_run_logs_metrics_figures_and_dataset(
-    run_job, client, experiment_name, tmp_path, punks_sheet, first_punks
-):
-    status = run_job(
-        "experiment=punks", "rank=6", *SMALL, f"data.path={punks_sheet}", f"tracking.experiment={experiment_name}"
-    )
-    (run,), children = runs_of(client, experiment_name)
-    assert status == FINISHED and not children and run.info.status == FINISHED
-    metrics = run.data.metrics
+def test_punks_run_logs_metrics_figures_and_dataset(run_study, client, tmp_path, punks_sheet, first_punks):
+    run = run_study("experiment=punks", "rank=6", *SMALL, f"data.path={punks_sheet}")
+    assert run.status == FINISHED and run.info.status == FINISHED
+    metrics = run.metrics
     A, alpha = first_punks.matrix(), first_punks.alpha
     assert A.shape == (1728, 40)
     assert metrics["numerical_rank"] == np.linalg.matrix_rank(A)
@@ -80,37 +75,35 @@ def test_punks_run_logs_metrics_figures_and_dataset(
     history = client.get_metric_history(run.info.run_id, "error")
     assert len(history) == 31
 
-    paths = set(artifact_paths(client, run.info.run_id))
+    paths = run.paths()
     assert {f"figures/{name}.png" for name in FIGURES} <= paths
     for key in ("basis_images", "reconstructions"):  # MLflow images, for the UI's side-by-side comparison
         assert any(path.startswith(f"images/{key}+step+0") and path.endswith(".png") for path in paths)
     grid = Image.open(client.download_artifacts(run.info.run_id, "figures/2a_images.png", str(tmp_path)))
     assert grid.format == "PNG" and min(grid.size) > 400 and max(grid.size) < 1500
 
-    W, H = factors(client, run.info.run_id, tmp_path)
+    W, H = run.factors()
     assert W.shape == (1728, 6) and H.shape == (6, 40)
     assert np.linalg.norm(A - W @ H) == pytest.approx(metrics["final_error"], rel=1e-6)
 
     dataset = dataset_of(run)
     assert dataset.name == "cryptopunks" and str(punks_sheet) in dataset.source
     assert '"features_shape": [1728, 40]' in dataset.profile and dataset.digest
-    assert run.data.params["data.n_images"] == "40" and run.data.params["data.subset"] == "first"
+    assert run.params["data.n_images"] == "40" and run.params["data.subset"] == "first"
 
 
-def test_random_subset_is_logged_and_differs(run_job, client, experiment_name, punks_sheet, first_punks):
-    run_job(
+def test_random_subset_is_logged_and_differs(run_study, punks_sheet, first_punks):
+    run = run_study(
         "experiment=punks",
         "rank=3",
         *SMALL,
         f"data.path={punks_sheet}",
         "data.subset=random",
         "data.subset_seed=7",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert run.data.params["data.subset"] == "random" and run.data.params["data.subset_seed"] == "7"
+    assert run.params["data.subset"] == "random" and run.params["data.subset_seed"] == "7"
     sample = Punks(n_images=40, subset="random", subset_seed=7, path=str(punks_sheet)).load()
-    assert run.data.metrics["numerical_rank"] == np.linalg.matrix_rank(sample.matrix())
+    assert run.metrics["numerical_rank"] == np.linalg.matrix_rank(sample.matrix())
     assert dataset_of(run).digest == sample.digest[:32] != first_punks.digest[:32]  # the image set's own digest
 
 
@@ -176,28 +169,26 @@ def test_offline_without_a_copy_fails_the_run_saying_where_to_put_the_file(
 # --- any image set: digits, a folder ---------------------------------------------------------------------
 
 
-def test_the_image_study_runs_on_the_digits(run_job, client, experiment_name, tmp_path):
-    status = run_job(
+def test_the_image_study_runs_on_the_digits(run_study, client, tmp_path):
+    run = run_study(
         "experiment=punks",
         "data=digits",
         "data.n_images=100",
         "rank=5",
         "solver.max_iter=20",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
+    assert run.status == FINISHED
     digits = Digits(n_images=100).load()
     A = digits.matrix()
-    metrics = run.data.metrics
+    metrics = run.metrics
     assert metrics["numerical_rank"] == np.linalg.matrix_rank(A)
     assert metrics["always_transparent_pixels"] == 0  # no alpha: every pixel is opaque
     assert metrics["always_zero_pixels"] == always_zero(digits) > 0  # e.g. the left column of every digit
     assert metrics["svd_error"] == pytest.approx(truncation_errors(A)[5])
-    W, H = factors(client, run.info.run_id, tmp_path)
+    W, H = run.factors()
     assert W.shape == (64, 5) and H.shape == (5, 100)
     assert np.linalg.norm(A - W @ H) == pytest.approx(metrics["final_error"], rel=1e-6)
-    assert {f"figures/{name}.png" for name in FIGURES} <= set(artifact_paths(client, run.info.run_id))
+    assert {f"figures/{name}.png" for name in FIGURES} <= run.paths()
     dataset = dataset_of(run)
     assert dataset.name == "digits" and "sklearn.datasets.load_digits" in dataset.source
     assert '"features_shape": [64, 100]' in dataset.profile
@@ -218,27 +209,25 @@ def sprite_folder(folder, n=10, size=12, seed=0):
     return folder
 
 
-def test_the_image_study_runs_on_a_folder_of_rgba_pngs(run_job, client, experiment_name, tmp_path):
+def test_the_image_study_runs_on_a_folder_of_rgba_pngs(run_study, tmp_path):
     folder = sprite_folder(tmp_path / "sprites")
-    status = run_job(
+    run = run_study(
         "experiment=punks",
         "data=image_folder",
         f"data.folder={folder}",
         "rank=3",
         "solver.max_iter=10",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == FINISHED
-    metrics = run.data.metrics
+    assert run.status == FINISHED
+    metrics = run.metrics
     assert metrics["always_transparent_pixels"] == 4 * 12 - 4  # the border; the inner pixels are opaque in some
-    W, H = factors(client, run.info.run_id, tmp_path)
+    W, H = run.factors()
     assert W.shape == (12 * 12 * 3, 3) and H.shape == (3, 10)
     dataset = dataset_of(run)
     assert dataset.name == "sprites" and str(folder) in dataset.source
     assert '"features_shape": [432, 10]' in dataset.profile
-    assert {f"figures/{name}.png" for name in FIGURES} <= set(artifact_paths(client, run.info.run_id))
-    assert run.data.params["data.folder"] == str(folder)
+    assert {f"figures/{name}.png" for name in FIGURES} <= run.paths()
+    assert run.params["data.folder"] == str(folder)
 
 
 def test_a_folder_of_mixed_sizes_stops_before_any_run(run_job, client, experiment_name, tmp_path):

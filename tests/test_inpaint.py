@@ -82,15 +82,13 @@ def test_bad_hole_arguments_are_named(args, message):
 
 
 @pytest.mark.slow  # a whole job with its figures: about 3 s
-def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experiment_name, tmp_path, punks_sheet):
+def test_inpainting_fills_the_holes_from_the_pixels_left(run_study, punks_sheet):
     from mlflow.entities import RunStatus
 
     from nmf_lab.core.metrics import psnr
     from nmf_lab.data.punks import Punks
 
-    from helpers import artifact_paths, factors, load_array, runs_of
-
-    status = run_job(
+    run = run_study(
         "experiment=inpaint",
         "data.n_images=40",
         f"data.path={punks_sheet}",
@@ -99,21 +97,19 @@ def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experi
         "inpaint.fraction=0.3",
         "inpaint.holes=block",
         "inpaint.seed=4",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == RunStatus.to_string(RunStatus.FINISHED)
-    m, run_id = run.data.metrics, run.info.run_id
+    assert run.status == RunStatus.to_string(RunStatus.FINISHED)
+    m = run.metrics
     punks = Punks(n_images=40, path=str(punks_sheet)).load()
     A = punks.matrix()
     removed = pixel_holes((24, 24), 40, 0.3, "block", seed=4)
     missing = entries_of_pixels(removed, 3)
     scored = missing & punks.opaque_entries()
-    W, H = factors(client, run_id, tmp_path)
+    W, H = run.factors()
     # a 13 x 13 block always covers pixels (11..12, 11..12): those 12 rows are seen in no image, and not fitted
     seen = ~missing.all(axis=1)
     assert np.flatnonzero(~seen).size == 12 and W.shape == (1728 - 12, 8)
-    np.testing.assert_array_equal(load_array(client, run_id, "arrays/fitted_rows.npy", tmp_path), np.flatnonzero(seen))
+    np.testing.assert_array_equal(run.array("arrays/fitted_rows.npy"), np.flatnonzero(seen))
     assert m["never_seen_entries"] == scored[~seen].sum() > 0
     X = np.zeros_like(A)
     X[seen] = W.astype(np.float64) @ H.astype(np.float64)
@@ -126,7 +122,7 @@ def test_inpainting_fills_the_holes_from_the_pixels_left(run_job, client, experi
     # the fit's own error is over the entries left: W H against A where A was observed
     observed_residual = np.where(missing, 0.0, A - X)
     assert m["final_error"] == pytest.approx(np.linalg.norm(observed_residual), rel=1e-4)
-    assert "figures/inpainting.png" in artifact_paths(client, run_id)
+    assert "figures/inpainting.png" in run.paths()
 
 
 def test_a_fraction_outside_zero_one_stops_before_any_run(run_job, client, experiment_name):

@@ -16,8 +16,6 @@ from nmf_lab.tracking.lifecycle import FINISHED, tracked_run
 from nmf_lab.tracking.model import MODEL_NAME, log_denoiser
 from nmf_lab.tracking.store import get_experiment_id
 
-from helpers import load_array, runs_of
-
 
 def disjoint_basis(m: int, d: int, seed: int) -> np.ndarray:
     """An m x d non-negative basis whose columns have disjoint supports (rows i with i % d == k)."""
@@ -157,13 +155,11 @@ def test_a_logged_denoiser_loads_back_and_registers(client, tracking_uri, experi
 
 
 @pytest.mark.slow
-def test_the_model_of_a_denoising_run_denoises_punks_it_never_saw(
-    run_job, client, experiment_name, tmp_path, punks_sheet
-):
+def test_the_model_of_a_denoising_run_denoises_punks_it_never_saw(run_study, punks_sheet):
     """The round trip: a denoising run on the first 300 punks (sigma = 0.3) logs its model; loaded with
     mlflow.pyfunc.load_model it denoises punks 300..339 under other noise (seed 7) to a higher PSNR than the
     noisy input, and agrees with the NumPy denoiser built from the run's W."""
-    status = run_job(
+    run = run_study(
         "experiment=denoise",
         "data.n_images=300",
         "rank=16",
@@ -172,17 +168,15 @@ def test_the_model_of_a_denoising_run_denoises_punks_it_never_saw(
         "noise.sigma=0.3",
         "denoise.postprocess=true",
         f"data.path={punks_sheet}",
-        f"tracking.experiment={experiment_name}",
     )
-    assert status == FINISHED
-    (run,), _ = runs_of(client, experiment_name)
+    assert run.status == FINISHED
     punks = Punks(n_images=340, path=str(punks_sheet)).load()
     fresh = punks.subset(slice(300, 340))
     A, opaque = fresh.matrix(), fresh.opaque_entries()
     A_noisy = add_noise(A, 0.3, seed=7)
     noisy = model_input(fresh, A_noisy)
 
-    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/{MODEL_NAME}")
+    model = mlflow.pyfunc.load_model(f"runs:/{run.run_id}/{MODEL_NAME}")
     denoised = model.predict(noisy)
 
     assert denoised.shape == noisy.shape == (40, 24, 24, 4)
@@ -190,7 +184,7 @@ def test_the_model_of_a_denoising_run_denoises_punks_it_never_saw(
     X = denoised[..., :3].reshape(40, -1).T
     gain = psnr(A, X, opaque) - psnr(A, A_noisy, opaque)
     assert gain > 0, f"the model made unseen punks worse: {gain:.2f} dB"
-    W = load_array(client, run.info.run_id, "arrays/W.npy", tmp_path)
+    W = run.array("arrays/W.npy")
     numpy_denoiser = Denoiser.for_images(fresh, W, postprocess=True)
     np.testing.assert_allclose(denoised, numpy_denoiser.denoise_images(noisy), atol=1e-12)
     assert X.min() >= 0 and X.max() <= 1 and (X[~opaque] == 0).all()

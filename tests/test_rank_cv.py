@@ -122,36 +122,32 @@ def test_a_fold_that_would_hide_a_whole_row_is_refused():
 
 
 @pytest.mark.slow  # a whole job with its figures: about 3 s
-def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, client, experiment_name, tmp_path):
+def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_study, client):
     from mlflow.entities import RunStatus
 
     from nmf_lab.core.metrics import psnr
     from nmf_lab.core.noise import add_noise
     from nmf_lab.data.digits import Digits
 
-    from helpers import artifact_paths, factors, load_array, runs_of
-
-    status = run_job(
+    run = run_study(
         "experiment=rank_cv",
         "data=digits",
         "data.n_images=120",
         "rank_cv.ranks=[12,2,5]",
         "solver.max_iter=30",
         "noise.seed=3",
-        f"tracking.experiment={experiment_name}",
     )
-    (run,), _ = runs_of(client, experiment_name)
-    assert status == RunStatus.to_string(RunStatus.FINISHED)
-    m, run_id = run.data.metrics, run.info.run_id
+    assert run.status == RunStatus.to_string(RunStatus.FINISHED)
+    m, run_id = run.metrics, run.run_id
     A = Digits(n_images=120).load().matrix()
     A_noisy = add_noise(A, 0.1, seed=3)
     assert m["cv_rank"] in (2, 5, 12) and m["oracle_rank"] in (2, 5, 12)
     assert m["psnr_loss"] == pytest.approx(m["psnr_oracle"] - m["psnr_cv"]) and m["psnr_loss"] >= 0
-    W, H = factors(client, run_id, tmp_path)  # the fit of all entries at the chosen d
+    W, H = run.factors()  # the fit of all entries at the chosen d
     assert W.shape == (64, m["cv_rank"])
     assert m["psnr_cv"] == pytest.approx(psnr(A, W.astype(np.float64) @ H.astype(np.float64)), rel=1e-6)
     assert m["psnr_noisy"] == pytest.approx(psnr(A, A_noisy))
-    fold_errors = load_array(client, run_id, "arrays/fold_errors.npy", tmp_path)
+    fold_errors = run.array("arrays/fold_errors.npy")
     assert fold_errors.shape == (3, 3)  # 3 folds x the grid 2, 5, 12
     heldout = client.get_metric_history(run_id, "heldout_error")
     np.testing.assert_allclose([p.value for p in sorted(heldout, key=lambda p: p.step)], fold_errors.mean(axis=0))
@@ -159,9 +155,7 @@ def test_rank_cv_chooses_d_from_the_noisy_digits_and_scores_the_choice(run_job, 
     psnr_by_rank = {p.step: p.value for p in client.get_metric_history(run_id, "psnr_by_rank")}
     assert max(psnr_by_rank.values()) == pytest.approx(m["psnr_oracle"])
     assert psnr_by_rank[m["oracle_rank"]] == pytest.approx(m["psnr_oracle"])
-    assert {"figures/rank_cv.png", "figures/original_noisy_denoised.png", "tables/rank_cv.md"} <= set(
-        artifact_paths(client, run_id)
-    )
+    assert {"figures/rank_cv.png", "figures/original_noisy_denoised.png", "tables/rank_cv.md"} <= set(run.paths())
 
 
 @pytest.mark.parametrize(
