@@ -142,3 +142,27 @@ def test_a_fit_runs_on_slurm_workers_through_dask_jobqueue(store, monkeypatch):
             assert engine.kind == "dask-slurm" and engine.workers == 1
             result = fit_blocked(open_store(store).matrix(), 6, solver="hals", max_iter=3, seed=2, dtype="float64")
     np.testing.assert_allclose(result.errors, expected.errors, rtol=1e-9, atol=0)
+
+
+def test_the_out_of_core_case_runs_from_the_cli_with_workers_capped_below_the_matrix(
+    punks, tmp_path, run_cli, client, experiment_name
+):
+    """experiment=scale_small: A (1728 x 60,000 float32, 415 MB) in a Zarr store, 2 workers capped at 256 MB;
+    the blocked error curve is the in-memory one (float32) and no worker ever held A."""
+    n, chunk = 60_000, 2_000
+    colours = punks.matrix()[:, :chunk].astype(np.float32)
+    blocks = (image_blocks(colours.reshape(24, 24, 3, chunk), None, np.arange(chunk), chunk) for _ in range(n // chunk))
+    store = write_blocks(tmp_path / "ooc.zarr", (b for group in blocks for b in group), n=n, height=24, width=24,
+                         channels=3, name="punks-tiled", source="test", chunk=chunk)  # fmt: skip
+    result = run_cli("experiment=scale_small", f"data.path={store}", "rank=8", "scale.iterations=2",
+                     f"tracking.experiment={experiment_name}")  # fmt: skip
+    engine_line = [line for line in result.stdout.splitlines() if line.strip().startswith("engine")]
+    assert engine_line and "dask-local, 2 workers, dashboard http" in engine_line[-1]  # beside the UI link
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
+    metrics = run.data.metrics
+    assert metrics["matrix_gb"] == pytest.approx(1728 * n * 4 / 1e9)
+    assert metrics["peak_worker_memory_gb"] < metrics["matrix_gb"]  # A never sat in a worker
+    assert metrics["curve_max_relative_difference"] < 1e-4
+    for key in ("dask_iter_over_numpy", "dask_iter_over_read_floor", "one_pass_iter_over_read_floor"):
+        assert np.isfinite(metrics[key]) and metrics[key] > 0
+    assert run.data.tags["nmf_lab.engine"] == "dask-local" and run.data.tags["nmf_lab.engine.workers"] == "2"
