@@ -67,6 +67,10 @@ def test_augmented_images_are_shifted_mirrored_recoloured_punks_made_block_by_bl
     assert second.colours.shape == (1728, 2000) and list(second.ids) == list(range(2000))
     opaque = (second.alpha > 0).sum(axis=0)  # a shift within the frame keeps every opaque pixel
     np.testing.assert_array_equal(opaque, (punks.alpha[..., :2000] > 0).sum(axis=(0, 1)))
+    shifted, source = second.alpha.reshape(24, 24, 2000) > 0, punks.alpha[..., :2000] > 0
+    for axis in (0, 1):  # and nothing wraps round the frame: each sprite keeps its width and height
+        extent = [23 - o.any(axis)[::-1].argmax(0) - o.any(axis).argmax(0) for o in (shifted, source)]
+        np.testing.assert_array_equal(*extent)
     colour_sums = np.sort(second.colours.reshape(576, 3, 2000).sum(axis=0), axis=0)  # channels permuted
     expected = np.sort(punks.matrix()[:, :2000].reshape(576, 3, 2000).sum(axis=0), axis=0)
     np.testing.assert_allclose(colour_sums, expected, rtol=1e-5)

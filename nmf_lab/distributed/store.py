@@ -118,7 +118,9 @@ def augmented_blocks(
         mirror = rng.uniform(size=k.size) < 0.5
         order = rng.integers(0, len(PERMUTATIONS), size=k.size)
         dy = rng.integers(-top[source], h - bottom[source])
-        dx = rng.integers(-left[source], w - right[source])
+        left_k = np.where(mirror, w - 1 - right[source], left[source])  # the frame of the mirrored sprite
+        right_k = np.where(mirror, w - 1 - left[source], right[source])
+        dx = rng.integers(-left_k, w - right_k)
         original = k < n0
         mirror[original], order[original], dy[original], dx[original] = False, 0, 0, 0
         # one gather: pixel (y, x) of image k is source pixel ((y - dy) mod h, x') with x' = (x - dx) mod w,
