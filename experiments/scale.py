@@ -32,6 +32,7 @@ from nmf_lab.core.errors import InvalidOption
 from nmf_lab.distributed import fit_blocked
 from nmf_lab.distributed.onepass import ONE_PASS_SOLVERS, fit_one_pass
 from nmf_lab.distributed.problem import BlockedProblem, column_blocks, read_pass
+from nmf_lab.harness.progress import fit_progress
 from nmf_lab.presentation.figures import basis_grid, error_against_time
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ def run(settings, run) -> None:
     log.info("A is %d x %d (%.2f GB in %s), %d column blocks", m, n, size_gb, scale.dtype, len(A_blocks.chunks[1]))
 
     read_floor = statistics.median(read_pass(A_blocks) for _ in range(2))
-    blocked = fit_blocked(A_blocks, d, solver=scale.solver, max_iter=scale.iterations, seed=settings.seed,
-                          dtype=scale.dtype)  # fmt: skip
+    with fit_progress(scale.iterations, f"blocked {scale.solver}, d = {d}") as progress:
+        blocked = fit_blocked(A_blocks, d, solver=scale.solver, max_iter=scale.iterations, seed=settings.seed,
+                              dtype=scale.dtype, callback=progress)  # fmt: skip
     dask_iter = seconds_per_iteration(blocked.times)
     measured |= {"read_floor_seconds": read_floor, "dask_seconds_per_iter": dask_iter,
                  "dask_iter_over_read_floor": dask_iter / read_floor}  # fmt: skip
@@ -132,8 +134,13 @@ def run(settings, run) -> None:
         target = float(model.reconstruction_err_)
         del model
         A = None
-        race = fit_blocked(A_blocks, d, solver=scale.solver, max_iter=scale.target_max_iter, seed=settings.seed,
-                           dtype=scale.dtype, callback=lambda k, error: error <= target)  # fmt: skip
+        with fit_progress(scale.target_max_iter, "blocked, to MiniBatchNMF's error") as progress:
+
+            def reached_target(k: int, error: float) -> bool:
+                return progress(k, error) or error <= target
+
+            race = fit_blocked(A_blocks, d, solver=scale.solver, max_iter=scale.target_max_iter, seed=settings.seed,
+                               dtype=scale.dtype, callback=reached_target)  # fmt: skip
         reached = race.errors[-1] <= target
         dask_seconds = float(race.times[-1]) if reached else float("nan")
         measured |= {"minibatch_error": target, "minibatch_seconds": minibatch_seconds,
