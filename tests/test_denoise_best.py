@@ -70,10 +70,10 @@ def members_settings(**overrides):
     """The parts of a job's config that choose_members reads."""
     from types import SimpleNamespace
 
+    from nmf_lab.harness.config import SolverConfig
+
     best = dict(folds=2, holdout=0.1, cv_seed=0, max_members=6, member_tol=0.05, model_tol=0.01)
-    solver = SimpleNamespace(
-        name="hals", max_iter=999, dtype="float64", tol=0.0, time_limit=None, missing="impute", options={}
-    )
+    solver = SolverConfig(name="hals", max_iter=999, dtype="float64", missing="impute")  # the job's solver node
     return SimpleNamespace(denoise_best=SimpleNamespace(**{**best, **overrides}), solver=solver, seed=7, init="random")
 
 
