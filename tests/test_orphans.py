@@ -118,27 +118,29 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running_and_no_process(
     forked jobs) and none of its session is left once it has exited. Joblib's workers ignore SIGTERM, and its
     own kill of their process trees races with a worker forking its next job: such a job went on fitting for
     37 minutes after pytest had ended."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nmf_lab",
-            "-m",
-            "experiment=movies",
-            "solver.max_iter=100000000",
-            "seed=0,1,2",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-            f"tracking.experiment={experiment_name}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own session and process group, as a terminal's foreground command has
-    )
-    seen = {}  # every process seen under the sweep: pid -> (start time, command line)
+    with sigint_not_ignored():
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "nmf_lab",
+                "-m",
+                "experiment=movies",
+                "solver.max_iter=100000000",
+                "seed=0,1,2",
+                "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2",
+                f"tracking.experiment={experiment_name}",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own session and process group, as a terminal's foreground command has
+        )
+    since = int(proc_stat(process.pid)[3])  # its start: no process of its session started before it
+    seen = {}  # every process seen under the sweep: pid -> (start time, command line, parent pid)
     try:
         deadline = time.monotonic() + 300
         while len(running_children(client, experiment_name)) < 2:
@@ -156,11 +158,11 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running_and_no_process(
         else:
             os.kill(tree[jobs[0]][2], signal.SIGKILL)  # the worker of a job
         output, _ = process.communicate(timeout=120)
-        left = left_behind(process.pid, seen)
+        left = left_behind(process.pid, since, clock_ticks(), seen)
     finally:
         process.kill()
         process.wait()
-        for pid in session_processes(process.pid):  # whatever is left dies with the test, not after pytest
+        for pid in session_processes(process.pid, since, clock_ticks()):  # dies with the test, not after pytest
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left running after the sweep exited: {left}\n{output}"
@@ -172,6 +174,21 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running_and_no_process(
     for child in children:
         if PROCESS_DIED_TAG in child.data.tags:
             assert "nmf-lab ended the run as KILLED" in child.data.tags[PROCESS_DIED_TAG]
+
+
+@contextlib.contextmanager
+def sigint_not_ignored():
+    """A process started inside gets SIGINT's default action even when pytest ignores SIGINT, as it does when
+    a non-interactive shell starts it in the background (``pytest &`` in a script, some CI runners): an ignored
+    disposition is inherited across exec, the sweep would ignore the test's Ctrl-C and run on until the timeout."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def proc_stat(pid: int) -> tuple[str, int, int, str] | None:
@@ -207,23 +224,34 @@ def process_tree(root: int) -> dict[int, tuple[str, str, int]]:
     return tree
 
 
-def session_processes(session: int) -> dict[int, str]:
-    """The live processes of the session ``session``: pid -> command line."""
+def clock_ticks() -> int:
+    """Now, in the unit of a process's start time in /proc/<pid>/stat: clock ticks since boot."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK")) + 1
+
+
+def session_processes(session: int, since: int, until: int) -> dict[int, str]:
+    """The live processes of the session ``session`` that started between ``since`` and ``until`` (clock ticks
+    since boot): pid -> command line. The bounds keep out a later session that reuses the id (the pid of its
+    leader, once that has exited: pids wrap, at 32768 on many machines)."""
     return {
         pid: command_line(pid)
         for pid in all_pids()
-        if (stat := proc_stat(pid)) is not None and stat[2] == session and stat[0] not in "ZX"
+        if (stat := proc_stat(pid)) is not None
+        and stat[2] == session
+        and stat[0] not in "ZX"
+        and since <= int(stat[3]) <= until
     }
 
 
-def left_behind(session: int, seen: dict, grace: float = 15.0) -> dict[int, str]:
-    """After the sweep (its process, the leader of ``session``) exited: the processes of ``seen`` (pid -> (start
-    time, ...)) that still run, and those of its session, as pid -> command line; empty if none is left within
-    ``grace`` seconds (the resource trackers of multiprocessing and loky exit once every process that used them
-    has, and nothing else of the sweep may be left; a leaked job would fit on for hours)."""
+def left_behind(session: int, since: int, until: int, seen: dict, grace: float = 15.0) -> dict[int, str]:
+    """After the sweep (its process, the leader of ``session``, started at ``since`` and ended by ``until``)
+    exited: the processes of ``seen`` (pid -> (start time, ...)) that still run, and those of its session, as
+    pid -> command line; empty if none is left within ``grace`` seconds (the resource trackers of
+    multiprocessing and loky exit once every process that used them has, and nothing else of the sweep may be
+    left; a leaked job would fit on for hours)."""
     deadline = time.monotonic() + grace
     while True:
-        left = session_processes(session)
+        left = session_processes(session, since, until)
         for pid, (start, line, _) in seen.items():
             stat = proc_stat(pid)
             if stat is not None and stat[3] == start and stat[0] not in "ZX":  # the same process, still running
