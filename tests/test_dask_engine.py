@@ -170,3 +170,21 @@ def test_the_out_of_core_case_runs_from_the_cli_with_workers_capped_below_the_ma
     for key in ("dask_iter_over_numpy", "dask_iter_over_read_floor", "one_pass_iter_over_read_floor"):
         assert np.isfinite(metrics[key]) and metrics[key] > 0
     assert run.data.tags["nmf_lab.engine"] == "dask-local" and run.data.tags["nmf_lab.engine.workers"] == "2"
+
+
+@pytest.mark.parametrize(
+    "node, message",
+    [
+        ({"kind": "spark"}, "kind='spark': one of numpy, dask"),
+        ({"kind": "dask", "workers": 0}, "workers=0: must be an integer >= 1"),
+        ({"kind": "dask", "memory_limit": "lots"}, "memory_limit='lots': must be a size"),
+        ({"kind": "dask", "address": "localhost"}, "address='localhost': must be null or a scheduler address"),
+        ({"kind": "dask", "nodes": 3}, "nodes=3: is not an engine key"),
+    ],
+)
+def test_the_engine_config_is_checked_at_the_boundary(node, message):
+    from nmf_lab.core.errors import InvalidOption
+
+    with pytest.raises(InvalidOption, match=message):
+        EngineConfig.from_node(node)
+    assert EngineConfig.from_node(None).kind == "numpy"  # the default: in memory, no Dask
