@@ -35,7 +35,7 @@ from nmf_lab.core.problems import Report, Side
 from nmf_lab.core.solvers import MU_OPTIONS, Solver
 from nmf_lab.core.solvers.hals import rebalance, start
 from nmf_lab.core.solvers.mu import multiplicative_step
-from nmf_lab.distributed.problem import BlockedPart, BlockedProblem, block_data, initial_factors
+from nmf_lab.distributed.problem import BlockedPart, BlockedProblem, block_data, compute, initial_factors
 
 __all__ = ["ONE_PASS_SOLVERS", "OnePassProblem", "fit_one_pass", "onepass_hals", "onepass_mu", "update_and_cross"]
 
@@ -82,7 +82,7 @@ class OnePassProblem(BlockedProblem):
             tasks.append(
                 task(block, W_d, rows, part.nonzero_rows, cols, H_j, step, self.compute_dtype, *self._masked(j))
             )
-        results = dask.compute(*tasks)
+        results = compute(tasks)
         self.passes += 1
         total = None
         for j, (H_j, partial) in enumerate(results):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 
 import dask
 import dask.array as da
@@ -127,6 +128,15 @@ def _squared_residual(a, W, H_j, dtype, mask=None):
         np.multiply(residual, observed, out=residual)
     residual = residual.astype(np.float64, copy=False)
     return float(np.einsum("ij,ij->", residual, residual))
+
+
+def compute(tasks) -> tuple:
+    """``dask.compute(*tasks)`` on the current scheduler. The factors' blocks travel inside the graph (tens of
+    MB for a million columns), not scattered to workers: a worker that dies then loses nothing that a rerun
+    of its tasks cannot rebuild, so Dask's warning about a large graph is expected here and silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        return dask.compute(*tasks)
 
 
 # ---------------------------------------------------------------- the problem
@@ -237,7 +247,7 @@ class BlockedProblem(DenseProblem):
         tasks = [
             dask.delayed(_stats, pure=True)(block, dtype, *self._mask_of(j)) for j, block in enumerate(self.blocks)
         ]
-        stats = dask.compute(*tasks)
+        stats = compute(tasks)
         bad, negative = sum(s[5] for s in stats), sum(s[6] for s in stats)
         where = " inside the mask" if self.mask_array is not None else ""
         if bad:
@@ -331,7 +341,7 @@ class BlockedProblem(DenseProblem):
             dask.delayed(_cross_H, pure=True, nout=2)(block, W_rows, rows, self.compute_dtype, *self._masked(j))
             for j, block in enumerate(self.blocks)
         ]
-        results = dask.compute(*tasks)
+        results = compute(tasks)
         if self.shared.fill is not None:
             self.shared.norm2 = math.fsum(norm2 for _, norm2 in results)
         return np.concatenate([product for product, _ in results], axis=1)
@@ -346,7 +356,7 @@ class BlockedProblem(DenseProblem):
             )
             for j, block in enumerate(self.blocks)
         ]
-        partials = dask.compute(*tasks)
+        partials = compute(tasks)
         total = partials[0].copy()
         for partial in partials[1:]:
             total += partial
@@ -366,7 +376,7 @@ class BlockedProblem(DenseProblem):
             dask.delayed(_filled_norm2, pure=True)(block, self.compute_dtype, *self._masked(j))
             for j, block in enumerate(self.blocks)
         ]
-        return math.fsum(dask.compute(*tasks))
+        return math.fsum(compute(tasks))
 
     def exact_error(self, W: np.ndarray, H: np.ndarray) -> float:
         """``||A - W H||_F`` (with a mask ``||M * (A - W H)||_F`` on the observed entries): one pass."""
@@ -379,7 +389,7 @@ class BlockedProblem(DenseProblem):
             )
             for j, block in enumerate(self.blocks)
         ]
-        return math.sqrt(math.fsum(dask.compute(*tasks)))
+        return math.sqrt(math.fsum(compute(tasks)))
 
 
 # ---------------------------------------------------------------- entries
