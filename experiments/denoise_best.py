@@ -488,7 +488,7 @@ def run(settings, run) -> None:
         },
         title=f"Denoising {image_set.n} noisy images of {image_set.name}, sigma = {sigma:g}",
         bars_title=f"PSNR over the first {n_first} images, step by step",
-        curves_title=f"the mean of the first k fits (d = {d}, {budget} iterations; {count} chosen)",
+        curves_title=f"the mean of the first k fits (d = {d}, {budget} iter.)",
     )
     run.log_figure(figure, "figures/psnr_by_step.png")
     figure = cross_validation_curves(
