@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import mlflow.pyfunc
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_USER
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE, MLFLOW_USER
 
 from nmf_lab.harness.share import pull_main, push_main
 from nmf_lab.tracking.lifecycle import FAILED, FINISHED, RUNNING, tracked_run
@@ -45,6 +46,9 @@ from helpers import runs_of
 from services import basic_auth_server
 
 pytestmark = pytest.mark.slow
+RUN_ROUTE = re.compile(r"/runs/([0-9a-f]{32})")
+RUN_LINK = re.compile(r"(\[[0-9a-f]{8}\]\()?#/experiments/[^/)\s]+/runs/[0-9a-f]{32}")
+"""A link to a run in a description: ``[<8 digits of its id>](#/experiments/<id>/runs/<id>``, or the route alone."""
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 NOT_CONTENT = {
     MLFLOW_PARENT_RUN_ID,
@@ -195,7 +199,8 @@ def assert_same_run(source: MlflowClient, original, target: MlflowClient, copy) 
     )
     assert b.data.params == a.data.params
     content = [{k: v for k, v in run.data.tags.items() if k not in NOT_CONTENT} for run in (a, b)]
-    assert content[1] == content[0]
+    notes = [RUN_LINK.sub("(run)", tags.pop(MLFLOW_RUN_NOTE, "")) for tags in content]  # links: see assert_copied
+    assert content[1] == content[0] and notes[1] == notes[0]
     assert b.data.tags[COPY_TAG] == COMPLETE
     assert set(b.data.metrics) == set(a.data.metrics)
     for key in a.data.metrics:
@@ -234,6 +239,11 @@ def assert_copied(source: MlflowClient, target: MlflowClient, originals: Origina
         for run in wanted:
             parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
             assert by_origin[run.info.run_id].data.tags.get(MLFLOW_PARENT_RUN_ID) == copies.get(parent)
+            # A sweep's description links to its jobs: the copy's to the jobs' copies, in the same order.
+            linked = [
+                RUN_ROUTE.findall(r.data.tags.get(MLFLOW_RUN_NOTE, "")) for r in (run, by_origin[run.info.run_id])
+            ]
+            assert linked[1] == [copies[run_id] for run_id in linked[0]]
         assert target.get_experiment_by_name(name).tags == source.get_experiment_by_name(name).tags
     return copies
 
@@ -297,8 +307,17 @@ def test_a_changed_run_is_copied_again_in_place_of_its_old_copy(team, originals,
     assert "1 replaced, 25 skipped" in printed
     assert " replaced (changed: metric histories" in next(line for line in printed.splitlines() if changed in line)
     with as_user(*team.admin):
-        server = MlflowClient(team.uri, registry_uri=team.uri)
-        assert_copied(source, server, originals)  # one copy each, the changed one equal to its new self
+        server = MlflowClient(team.uri)
+        copies = all_runs(server, originals.sweep)  # one copy each: the old copy of the changed run is gone
+        assert sorted(run.data.tags[SOURCE_RUN_TAG] for run in copies) == sorted(
+            run.info.run_id for run in all_runs(source, originals.sweep)
+        )
+        (copy,) = [run for run in copies if run.data.tags[SOURCE_RUN_TAG] == changed]
+        assert_same_run(source, source.get_run(changed), server, copy)  # equal to its new self
+        parent = next(
+            run for run in copies if run.data.tags[SOURCE_RUN_TAG] == children[5].data.tags[MLFLOW_PARENT_RUN_ID]
+        )
+        assert copy.data.tags[MLFLOW_PARENT_RUN_ID] == parent.info.run_id
 
 
 def test_an_interrupted_pull_then_a_pull_bring_back_the_originals(team, originals, pushed, fresh_tracking_uri):

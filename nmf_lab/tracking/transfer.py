@@ -487,8 +487,9 @@ def differences(source: Snapshot, copy: Snapshot, *, final: bool) -> list[str]:
     return found
 
 
-RUN_LINK = re.compile(r"\[[0-9a-f]{8}\]\(#/experiments/[^/)]+/runs/([0-9a-f]{32})")
-"""A link to a run in a description (a sweep's table of its jobs): ``[1a2b3c4d](#/experiments/3/runs/<id>``."""
+RUN_LINK = re.compile(r"(\[[0-9a-f]{8}\]\()?#/experiments/[^/)\s]+/runs/([0-9a-f]{32})")
+"""A link to a run in a description: its route in the UI, ``#/experiments/<id>/runs/<id>``, with the link's text
+when it is the run id's first 8 digits (a sweep's table of its jobs: ``[1a2b3c4d](#/experiments/3/runs/...``)."""
 
 
 def content_tags(run) -> dict[str, str]:
@@ -496,7 +497,9 @@ def content_tags(run) -> dict[str, str]:
     copies)."""
     tags = {key: value for key, value in run.data.tags.items() if key not in UNCOMPARED_TAGS}
     if MLFLOW_RUN_NOTE in tags:
-        tags[MLFLOW_RUN_NOTE] = RUN_LINK.sub("[run](#/experiments/*/runs/*", tags[MLFLOW_RUN_NOTE])
+        tags[MLFLOW_RUN_NOTE] = RUN_LINK.sub(
+            lambda match: ("[run](" if match.group(1) else "") + "#/experiments/*/runs/*", tags[MLFLOW_RUN_NOTE]
+        )
     return tags
 
 
@@ -505,10 +508,11 @@ def relinked(note: str, mapping: dict[str, str], experiment_of: dict[str, str]) 
     ``experiment_of``: copy's id -> its experiment)."""
 
     def link(match: re.Match) -> str:
-        copy = mapping.get(match.group(1))
+        copy = mapping.get(match.group(2))
         if copy is None:
             return match.group(0)
-        return f"[{copy[:8]}](#/experiments/{experiment_of[copy]}/runs/{copy}"
+        text = f"[{copy[:8]}](" if match.group(1) else ""
+        return f"{text}#/experiments/{experiment_of[copy]}/runs/{copy}"
 
     return RUN_LINK.sub(link, note)
 
