@@ -145,6 +145,11 @@ class BetaSubproblem:
             return (X.T @ self.F.T).T
         return self.F @ X
 
+    def _transposed_times(self, Y: np.ndarray) -> np.ndarray:
+        """``F^T Y`` (d x N) as ``(Y^T F)^T``: several times faster here than ``F^T Y`` for these shapes (d much
+        smaller than K and N; see also :meth:`nmf_lab.core.least_squares.Part.cross`)."""
+        return np.ascontiguousarray((Y.T @ self.F).T)
+
     def mu_terms(self, X: np.ndarray):
         """``(F^T (M * B * P^(β-2)), F^T (M * P^(β-1)), None)`` with ``P = F X`` (kept)."""
         F, B, beta = self.F, self.B, self.beta
@@ -153,15 +158,18 @@ class BetaSubproblem:
         safe = np.maximum(P, self.guard) if beta < 2 else P
         if beta == 1:
             Q = np.divide(B, safe, out=safe if safe is not P else None)
-            denominator = F.T @ self.M if self.M is not None else np.repeat(F.sum(axis=0)[:, None], X.shape[1], axis=1)
+            if self.M is not None:
+                denominator = self._transposed_times(self.M)
+            else:
+                denominator = np.repeat(F.sum(axis=0)[:, None], X.shape[1], axis=1)
         else:  # R = P^(β-1) with one power and Q = B R / P where P is kept > 0 (β < 2), else two powers
             R = power(safe, beta - 1.0)
             Q = np.divide(R, safe, out=safe) if safe is not P else power(P, beta - 2.0)
             Q *= B
             if self.mask is not None:
                 R *= self.mask
-            denominator = F.T @ R
-        return F.T @ Q, denominator, None
+            denominator = self._transposed_times(R)
+        return self._transposed_times(Q), denominator, None
 
     def gradient(self, X: np.ndarray, GX: np.ndarray | None = None) -> np.ndarray:
         """The gradient of the divergence in ``X``: denominator minus numerator."""
