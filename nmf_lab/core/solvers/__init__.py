@@ -93,15 +93,8 @@ MU_OPTIONS = {
 """The option of ``mu``."""
 
 BUILT_IN = tuple(
-    Solver(
-        name=name,
-        update=update,
-        monotone=monotone,
-        options=options,
-        summary=summary,
-        problems=True,
-        beta_losses=name == "mu",  # the HALS family minimises squares: Frobenius only
-    )
+    Solver(name=name, update=update, monotone=monotone, options=options, summary=summary, problems=True,
+           beta_losses=name == "mu")  # the β-divergences: mu only (the HALS family minimises squares)
     for name, update, monotone, options, summary in (
         ("mu", multiplicative_updates, True, MU_OPTIONS,
          "multiplicative updates (Algorithm 1): H <- H * (W^T A) / (W^T W H + delta), then W alike"),
