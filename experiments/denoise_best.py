@@ -421,6 +421,7 @@ def run(settings, run) -> None:
         "cv_rank": d,
         "cv_iterations": budget,
         "cv_members": count,
+        **{f"cv_rank_{rule}": selection.by_rank().chosen_by(rule) for rule in RULES},  # each rule, same curves
         "oracle_rank": oracle,
         "psnr_one_fit_cv_rank": single_by_rank[d],
         "psnr_one_fit_oracle_rank": single_by_rank[oracle],
