@@ -5,6 +5,7 @@ died without ending it (:func:`end_orphan`). A run's status is set here and nowh
 from __future__ import annotations
 
 import signal
+import threading
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -61,15 +62,21 @@ def tracked_run(
     def action() -> str:
         return f"create runs in experiment {client.get_experiment(experiment_id).name!r}"
 
-    with access_errors(client.tracking_uri, action):
-        run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
-    run_log = RunLog(client, run.info.run_id)
+    run_log = None
     try:
+        # Ctrl-C or SIGTERM while the run is being created takes effect once it exists, here: not between its
+        # creation in the store and this block, which would leave it RUNNING with nobody to end it.
+        with _interrupts_deferred(), access_errors(client.tracking_uri, action):
+            run = client.create_run(experiment_id, tags=all_tags, run_name=run_name)
+            run_log = RunLog(client, run.info.run_id)
         yield run_log
     except (KeyboardInterrupt, Interrupted):
-        client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.KILLED))
+        if run_log is not None:
+            client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException:
+        if run_log is None:  # the run could not be created
+            raise
         try:
             run_log.log_text(traceback.format_exc(), "error/traceback.txt")
         finally:
@@ -77,6 +84,26 @@ def tracked_run(
         raise
     if end:
         client.set_terminated(run_log.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on them as the handlers in place before would have
+    (raising KeyboardInterrupt or :class:`Interrupted` from here, or the default action). Only the main thread
+    receives signals in Python; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum)) for signum in held}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)  # the handler restored above runs now
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:
