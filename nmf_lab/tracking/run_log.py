@@ -95,15 +95,20 @@ class RunLog:
         observed entries when a ``mask`` is given), ``n_iter``, ``best_iter``, the tag ``nmf_lab.stop_reason``,
         and the factors as ``arrays/W.npy`` and ``arrays/H.npy``. With another loss or a penalty the curve and
         ``final_error`` are the objective minimised, which the tags ``nmf_lab.objective`` and ``nmf_lab.loss``
-        name (``relative_error`` is then that objective over ``||A||_F``)."""
+        name; ``relative_error`` stays ``||M * (A - W H)||_F / ||M * A||_F`` of the returned factors, comparable
+        across losses."""
         final = result.final_error
         observed = np.asarray(A, dtype=np.float64) if mask is None else np.asarray(A, dtype=np.float64)[mask]
         norm = float(np.linalg.norm(observed))
+        fit_error = final
+        if getattr(result, "loss", "frobenius") != "frobenius" or getattr(result, "penalized", False):
+            residual = np.asarray(A, dtype=np.float64) - result.W @ result.H  # the plain error of the factors
+            fit_error = float(np.linalg.norm(residual if mask is None else residual[mask]))
         self.log_curve("error", result.errors)
         self.log_metrics(
             {
                 "final_error": final,
-                "relative_error": final / norm,
+                "relative_error": fit_error / norm,
                 "n_iter": result.n_iter,
                 "best_iter": result.best_iter,
             }
