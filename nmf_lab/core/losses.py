@@ -115,10 +115,14 @@ class Divergence:
             d += np.divide(B, P, where=positive, out=np.zeros_like(P))
             d -= 1.0
         else:  # one power: P^(β-1) where p > 0, and P^β = P P^(β-1) (0 where p = 0)
-            d = np.zeros_like(P)
             live = P > 0
-            d[live] = power(P[live], beta - 1.0)
-            cross = np.multiply(d, B, where=positive, out=np.zeros_like(P))  # b p^(β-1), 0 where b = 0
+            if live.all():  # the common case: no gather, no masked arithmetic
+                d = power(P, beta - 1.0)
+                cross = d * B
+            else:
+                d = np.zeros_like(P)
+                d[live] = power(P[live], beta - 1.0)
+                cross = np.multiply(d, B, where=positive, out=np.zeros_like(P))  # b p^(β-1), 0 where b = 0
             d *= P
             d *= beta - 1.0
             d -= beta * cross
