@@ -73,7 +73,7 @@ def test_a_study_says_its_task_and_headline():
     task = describe.study_task(experiments.denoise)
     assert task.startswith("Spec Task 3: denoising an image set") and "\n" not in task
     assert "``" not in task and "`data=`" in task  # docstring markup as Markdown
-    assert describe.headline(experiments.denoise) == ("psnr_noisy", "psnr", "clean_error")
+    assert describe.headline(experiments.denoise) == ("psnr_noisy", "psnr", "clean_error", "model_gain_db")
     assert describe.headline(experiments.movies) == describe.DEFAULT_HEADLINE
     bare = ModuleType("my_study")
     assert describe.study_task(bare) == "A run of the study `my_study`."
