@@ -187,3 +187,38 @@ def run_study(run_job, client, experiment_name, tmp_path):
         return StudyRun(status, one, client, tmp_path)
 
     return run
+
+
+@pytest.fixture
+def probe(registered):
+    """``probe(name)`` registers "probe-NAME", which runs the solver ``name`` inside fit_nmf (with its options, on
+    whatever problem fit_nmf builds: dense, masked, imputed, a loss) and records a float64 copy of every iterate
+    ``(W_k, H_k)`` it reports; the error fit_nmf sends back is passed through. Returns the probe's name and the
+    list of iterates."""
+    import numpy as np
+
+    from nmf_lab.core.solvers import Solver, get_solver
+
+    def make(name):
+        inner, iterates = get_solver(name), []
+
+        def update(problem, W, H, **options):
+            steps = inner.update(problem, W, H, **options)
+            error = None
+            while True:
+                report = steps.send(error)  # send(None) starts the generator like next()
+                iterates.append((W.astype(np.float64), H.astype(np.float64)))
+                error = yield report
+
+        entry = Solver(
+            name=f"probe-{name}",
+            update=update,
+            monotone=inner.monotone,
+            options=inner.options,
+            summary=f"{name}, recording its iterates",
+            problems=True,
+            beta_losses=inner.beta_losses,
+        )
+        return registered(entry), iterates
+
+    return make

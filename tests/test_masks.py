@@ -50,35 +50,6 @@ def masked_norm(A, mask, W, H):
     return float(np.linalg.norm(residual[mask]))
 
 
-@pytest.fixture
-def probe(registered):
-    """``probe(name)`` registers "probe-NAME", which runs ``name`` (with the mask) inside fit_nmf and records a
-    copy of every iterate it reports; returns the probe's name and the list of iterates."""
-
-    def make(name):
-        inner, iterates = get_solver(name), []
-
-        def update(problem, W, H, **options):
-            steps = inner.update(problem, W, H, **options)
-            error = None
-            while True:
-                report = steps.send(error)
-                iterates.append((W.copy(), H.copy()))
-                error = yield report
-
-        entry = Solver(
-            name=f"probe-{name}",
-            update=update,
-            monotone=inner.monotone,
-            options=inner.options,
-            summary=f"{name}, recording its iterates",
-            problems=True,
-        )
-        return registered(entry), iterates
-
-    return make
-
-
 # --------------------------------------------------------------------------------------------------------
 # Independent references
 # --------------------------------------------------------------------------------------------------------

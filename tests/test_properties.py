@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nmf_lab import fit_nmf
-from nmf_lab.core.solvers import Solver, get_solver
+from nmf_lab.core.solvers import get_solver
 
 SOLVERS = ["mu", "hals", "ahals", "ahals_extrapolated"]
 SHAPES = [(1, 9), (12, 1), (40, 6), (5, 50), (30, 30)]
@@ -69,43 +69,14 @@ def objective(A, observed, W, H, beta, penalties) -> float:
     return float(np.sqrt(2 * loss) if beta == 2 else loss)
 
 
-@pytest.fixture
-def recording(registered):
-    """``recording(name)``: a solver that runs ``name`` and records a copy of every iterate it reports."""
-
-    def make(name):
-        inner, iterates = get_solver(name), []
-
-        def update(problem, W, H, **options):
-            steps = inner.update(problem, W, H, **options)
-            error = None
-            while True:
-                report = steps.send(error)
-                iterates.append((W.astype(np.float64), H.astype(np.float64)))
-                error = yield report
-
-        entry = Solver(
-            name=f"recording-{name}",
-            update=update,
-            monotone=inner.monotone,
-            options=inner.options,
-            summary="records its iterates",
-            problems=True,
-            beta_losses=inner.beta_losses,
-        )
-        return registered(entry), iterates
-
-    return make
-
-
 @pytest.mark.parametrize("seed", range(40))
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_every_fit_is_finite_and_its_errors_are_the_masked_objective(recording, solver, seed):
+def test_every_fit_is_finite_and_its_errors_are_the_masked_objective(probe, solver, seed):
     """With a loss and penalties drawn too (:func:`random_objective`): ``errors[k]`` is the objective
     minimised, ``||M * (A - W_k H_k)||_F`` for the Frobenius loss without a penalty."""
     A, mask, rank, init, delta = random_problem(seed)
     beta, penalties, A = random_objective(seed, solver, A)
-    name, iterates = recording(solver)
+    name, iterates = probe(solver)
     options = {"delta": delta} if solver == "mu" else {}
     observed = np.ones(A.shape, dtype=bool) if mask is None else mask
     for missing in ("exact", "impute") if mask is not None and beta == 2 else ("exact",):

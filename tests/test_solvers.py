@@ -62,36 +62,6 @@ RECOVERY_ITERATIONS = {"mu": 10_000}
 """Iterations for the recovery test: "mu" needs ~1500, the HALS solvers < 100 (the default is 1000)."""
 
 
-@pytest.fixture
-def probe(registered):
-    """``probe(name)`` registers a solver "probe-NAME" that runs ``name`` inside fit_nmf, with its options,
-    and records a copy of every iterate ``(W_k, H_k)`` it reports; the error fit_nmf sends back is passed
-    through. Returns the probe's name and the list of iterates."""
-
-    def make(name):
-        inner, iterates = get_solver(name), []
-
-        def update(problem, W, H, **options):
-            steps = inner.update(problem, W, H, **options)
-            error = None
-            while True:
-                report = steps.send(error)  # send(None) starts the generator like next()
-                iterates.append((W.copy(), H.copy()))
-                error = yield report
-
-        entry = Solver(
-            name=f"probe-{name}",
-            update=update,
-            monotone=inner.monotone,
-            options=inner.options,
-            summary=f"{name}, recording its iterates",
-            problems=True,
-        )
-        return registered(entry), iterates
-
-    return make
-
-
 def exact_errors(A, iterates):
     """``||A - W_k H_k||_F`` of each iterate, computed from scratch in float64."""
     return np.array([np.linalg.norm(A - W.astype(np.float64) @ H.astype(np.float64)) for W, H in iterates])
