@@ -527,7 +527,7 @@ def run(settings, run) -> None:
     noisy_test = model_input(test_set, A_noisy[:, test])
     unseen = {}
     for zero_rule in (True, False):
-        out = predict(model_uri, noisy_test, zero_rule=zero_rule)
+        out = predict(model_uri, noisy_test, client=run.client, zero_rule=zero_rule)
         X_model = out[..., : image_set.images.shape[2]].reshape(n_first, -1).T
         unseen[zero_rule] = psnr(A[:, test], X_model, opaque[:, test])
     run.log_metrics({"psnr_unseen": unseen[best.keep_zeros], "psnr_unseen_no_zero_rule": unseen[False]})

@@ -153,7 +153,7 @@ def model_gain(run, model_uri: str, unseen, settings, *, zero_rule: bool | None)
     sigma, seed = settings.noise.sigma, settings.noise.seed + FRESH_NOISE_OFFSET
     A, opaque = unseen.matrix(), unseen.opaque_entries()
     A_fresh = add_noise(A, sigma, seed)
-    denoised = predict(model_uri, model_input(unseen, A_fresh), zero_rule=zero_rule)
+    denoised = predict(model_uri, model_input(unseen, A_fresh), client=run.client, zero_rule=zero_rule)
     channels = unseen.images.shape[2]
     X = denoised[..., :channels].reshape(unseen.n, -1).T
     before, after = psnr(A, A_fresh, opaque), psnr(A, X, opaque)

@@ -238,7 +238,7 @@ def test_the_logged_model_states_its_assumption_and_takes_zero_rule_as_a_paramet
     for zero_rule in (True, False):
         expected = denoiser.denoise_images(images, zero_rule=zero_rule)
         np.testing.assert_array_equal(model.predict(images, params={"zero_rule": zero_rule}), expected)
-        np.testing.assert_array_equal(predict(model_uri, images, zero_rule=zero_rule), expected)
+        np.testing.assert_array_equal(predict(model_uri, images, client=client, zero_rule=zero_rule), expected)
 
 
 def test_a_model_that_makes_images_worse_is_never_registered(client, tracking_uri, experiment_name, monkeypatch):

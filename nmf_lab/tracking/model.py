@@ -146,10 +146,12 @@ def _example(denoiser: Denoiser, images: np.ndarray | None):
     return (images, {"zero_rule": True}) if denoiser.keep_zeros else images
 
 
-def predict(model_uri: str, images: np.ndarray, *, zero_rule: bool | None = None) -> np.ndarray:
-    """The logged model ``model_uri`` loaded with ``mlflow.pyfunc.load_model`` (as a user would) and applied to
+def predict(model_uri: str, images: np.ndarray, *, client, zero_rule: bool | None = None) -> np.ndarray:
+    """The logged model ``model_uri`` of ``client``'s store loaded with ``mlflow.pyfunc.load_model`` (as a user
+    would; a ``models:/`` URI is looked up in that store, not in MLflow's global default) and applied to
     ``images`` (n, h, w, channels), with ``params={'zero_rule': zero_rule}`` when it is not None."""
-    model = mlflow.pyfunc.load_model(model_uri)
+    with _tracking_uri(client.tracking_uri):
+        model = mlflow.pyfunc.load_model(model_uri)
     params = None if zero_rule is None else {"zero_rule": bool(zero_rule)}
     return np.asarray(model.predict(np.asarray(images, dtype=np.float64), params=params))
 
