@@ -31,6 +31,7 @@ from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from nmf_lab.core.denoiser import ZERO_RULE_ASSUMPTION, Denoiser
 from nmf_lab.tracking.run_log import RunLog
+from nmf_lab.tracking.store import global_tracking_uri
 
 MODEL_NAME = "denoiser"
 """The name of the model a denoising run logs: ``runs:/<run id>/denoiser``."""
@@ -112,7 +113,7 @@ def log_denoiser(
     # The logged model is created here, in the run's experiment, so that MLflow's model logging needs no
     # active run (nmf-lab never uses MLflow's fluent run state).
     logged = client.create_logged_model(experiment_id, name=name, source_run_id=run.run_id)
-    with tempfile.TemporaryDirectory() as tmp, _tracking_uri(client.tracking_uri), _quiet("mlflow.pyfunc"):
+    with tempfile.TemporaryDirectory() as tmp, global_tracking_uri(client.tracking_uri), _quiet("mlflow.pyfunc"):
         data = Path(tmp) / DATA_FILE
         np.savez(data, **denoiser.arrays())
         Model.log(
@@ -150,7 +151,7 @@ def predict(model_uri: str, images: np.ndarray, *, client, zero_rule: bool | Non
     """The logged model ``model_uri`` of ``client``'s store loaded with ``mlflow.pyfunc.load_model`` (as a user
     would; a ``models:/`` URI is looked up in that store, not in MLflow's global default) and applied to
     ``images`` (n, h, w, channels), with ``params={'zero_rule': zero_rule}`` when it is not None."""
-    with _tracking_uri(client.tracking_uri):
+    with global_tracking_uri(client.tracking_uri):
         model = mlflow.pyfunc.load_model(model_uri)
     params = None if zero_rule is None else {"zero_rule": bool(zero_rule)}
     return np.asarray(model.predict(np.asarray(images, dtype=np.float64), params=params))
@@ -169,29 +170,10 @@ def register_denoiser(run: RunLog, model_uri: str, name: str, *, gain_db: float,
             f"the model {model_uri} makes noisy images outside its fit worse ({gain_db:+.2f} dB): not registered"
         )
     client = run.client
-    with _tracking_uri(client.tracking_uri), _quiet("mlflow.tracking._model_registry.fluent"):
+    with global_tracking_uri(client.tracking_uri), _quiet("mlflow.tracking._model_registry.fluent"):
         version = mlflow.register_model(model_uri, name)
     client.update_model_version(name, version.version, description=description)
     return version.version
-
-
-@contextmanager
-def _tracking_uri(uri: str):
-    """MLflow's model logging reads the global tracking URI: point it at ``uri`` for the block, then restore
-    MLflow's global (unset, usually) and ``$MLFLOW_TRACKING_URI`` (which setting the global also sets)."""
-    import os
-
-    from mlflow.environment_variables import MLFLOW_TRACKING_URI
-    from mlflow.tracking._tracking_service import utils
-
-    previous, previous_env = utils._tracking_uri, os.environ.get(MLFLOW_TRACKING_URI.name)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if previous_env is not None:
-            os.environ[MLFLOW_TRACKING_URI.name] = previous_env
 
 
 @contextmanager

@@ -163,3 +163,24 @@ def describe_experiment(client: MlflowClient, experiment_id: str, note: str) -> 
     for key, value in ((MLFLOW_RUN_NOTE, note), (EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)):
         if key not in tags:
             client.set_experiment_tag(experiment_id, key, value)
+
+
+@contextmanager
+def global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``uri`` for the block, then restore it and ``$MLFLOW_TRACKING_URI``
+    (which setting it also sets). MLflow's model logging, ``mlflow.pyfunc.load_model`` of a ``models:/`` URI and
+    the database registry's lookup of a version's logged model read the global URI, not a client's."""
+    import mlflow
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
+    from mlflow.tracking._tracking_service import utils
+
+    previous, previous_env = utils._tracking_uri, os.environ.get(MLFLOW_TRACKING_URI.name)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop(MLFLOW_TRACKING_URI.name, None)
+        else:
+            os.environ[MLFLOW_TRACKING_URI.name] = previous_env

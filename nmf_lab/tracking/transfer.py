@@ -44,6 +44,7 @@ from nmf_lab.tracking.store import (
     TrackingUnavailable,
     access_errors,
     get_experiment_id,
+    global_tracking_uri,
     open_client,
     resolve_tracking_uri,
 )
@@ -654,26 +655,6 @@ def store_label(uri: str) -> str:
     if parts.username or parts.password:
         return uri.replace(parts.netloc, parts.netloc.rsplit("@", 1)[-1], 1)
     return uri
-
-
-@contextmanager
-def global_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking URI at ``uri`` for the block, then restore it and ``$MLFLOW_TRACKING_URI``
-    (which setting it also sets): a database registry finds a version's logged model through it."""
-    import mlflow
-    from mlflow.environment_variables import MLFLOW_TRACKING_URI
-    from mlflow.tracking._tracking_service import utils
-
-    previous, previous_env = utils._tracking_uri, os.environ.get(MLFLOW_TRACKING_URI.name)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if previous_env is None:
-            os.environ.pop(MLFLOW_TRACKING_URI.name, None)
-        else:
-            os.environ[MLFLOW_TRACKING_URI.name] = previous_env
 
 
 @contextmanager
