@@ -291,7 +291,9 @@ def test_the_movies_search_config_runs_on_the_real_study(run_cli, client, experi
     (parent,), children = runs_of(client, experiment_name)
     assert len(children) == 2 and parent.data.metrics["study_trials"] == 2
     best = min(children, key=lambda run: run.data.metrics["relative_error"])
-    assert parent.data.tags["nmf_lab.best_run"] == best.info.run_id
+    # Two seeds of the 6 x 6 movies matrix may reach the same optimum: the best run is one whose error is the least
+    best_run = next(child for child in children if child.info.run_id == parent.data.tags["nmf_lab.best_run"])
+    assert best_run.data.metrics["relative_error"] == best.data.metrics["relative_error"]
     assert {child.data.params["solver.name"] for child in children} <= {"mu", "hals"}
     assert {child.data.params["seed"] for child in children} <= {"7", "8"}
     assert "best trial" in result.stdout
