@@ -8,9 +8,8 @@ the size of A) and the same initial guess (``seed``):
   column blocks) and of the in-memory fit (:func:`nmf_lab.fit_nmf`) of the same matrix in this process
   (``dask_iter_over_numpy``; the medians of ``scale.iterations`` iterations after the first);
 - the read floor: the seconds of one pass that only reads (and decompresses) every block of A from the store
-  on the same workers (``dask_iter_over_read_floor``; the blocked problem makes two passes per iteration);
-- the same with one pass over A per iteration (``one_pass_iter_over_read_floor``, for ``mu`` and ``hals``:
-  the H half-step inside each block's task, :mod:`nmf_lab.distributed.onepass`);
+  on the same workers (``dask_iter_over_read_floor``; an iteration of the blocked fit is one pass over A, H's
+  half-step inside each block's task);
 - the peak resident memory of any worker (``peak_worker_memory_gb``);
 - time to a target error against MiniBatchNMF (its defaults, in memory, on A^T): the target is the error of
   MiniBatchNMF's model (``||A^T - transform(A^T) H||``, its fit timed, not this evaluation); the blocked fit
@@ -31,7 +30,6 @@ import numpy as np
 from nmf_lab import fit_nmf
 from nmf_lab.core.errors import InvalidOption
 from nmf_lab.distributed import fit_blocked
-from nmf_lab.distributed.onepass import ONE_PASS_SOLVERS, fit_one_pass
 from nmf_lab.distributed.problem import BlockedProblem, column_blocks, read_pass
 from nmf_lab.harness.progress import fit_progress
 from nmf_lab.presentation.figures import basis_grid, error_against_time
@@ -47,7 +45,6 @@ class ScaleSettings:
     iterations: int = 5  # timed iterations of the blocked and the in-memory fit
     numpy: bool = True  # also fit A in memory in this process (it must fit in this machine's memory)
     minibatch: bool = True  # also run scikit-learn's MiniBatchNMF (defaults) and race to its final error
-    one_pass: bool = True  # also time mu/hals with one pass over A per iteration (nmf_lab.distributed.onepass)
     target_max_iter: int = 200  # iterations the blocked fit may take to reach MiniBatchNMF's error
     dtype: str = "float32"
 
@@ -96,13 +93,6 @@ def run(settings, run) -> None:
     if peak is not None:
         measured["peak_worker_memory_gb"] = peak / 1e9
     run.log_curve("dask_error", blocked.errors)
-    if scale.one_pass and scale.solver in ONE_PASS_SOLVERS:
-        one_pass, _ = fit_one_pass(A_blocks, d, solver=scale.solver, max_iter=scale.iterations, seed=settings.seed,
-                                   dtype=scale.dtype)  # fmt: skip
-        one_pass_iter = seconds_per_iteration(one_pass.times)
-        measured |= {"one_pass_seconds_per_iter": one_pass_iter,
-                     "one_pass_iter_over_read_floor": one_pass_iter / read_floor}  # fmt: skip
-        run.log_curve("one_pass_error", one_pass.errors)
     run.log_metrics(measured)  # what is measured so far stays logged if a later phase fails
     curves = {"dask (blocked)": (blocked.times, blocked.errors)}
 
@@ -119,8 +109,6 @@ def run(settings, run) -> None:
         numpy_iter = seconds_per_iteration(in_memory.times)
         difference = float(np.max(np.abs(blocked.errors - in_memory.errors) / in_memory.errors))
         run.log_curve("numpy_error", in_memory.errors)
-        if "one_pass_seconds_per_iter" in measured:
-            measured["one_pass_iter_over_numpy"] = measured["one_pass_seconds_per_iter"] / numpy_iter
         measured |= {"numpy_seconds_per_iter": numpy_iter, "dask_iter_over_numpy": dask_iter / numpy_iter,
                      "curve_max_relative_difference": difference}  # fmt: skip
         curves["numpy (in memory)"] = (in_memory.times, in_memory.errors / norm)

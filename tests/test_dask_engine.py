@@ -167,7 +167,7 @@ def test_the_out_of_core_case_runs_from_the_cli_with_workers_capped_below_the_ma
     assert metrics["matrix_gb"] == pytest.approx(1728 * n * 4 / 1e9)
     assert metrics["peak_worker_memory_gb"] < metrics["matrix_gb"]  # A never sat in a worker
     assert metrics["curve_max_relative_difference"] < 1e-4
-    for key in ("dask_iter_over_numpy", "dask_iter_over_read_floor", "one_pass_iter_over_read_floor"):
+    for key in ("dask_iter_over_numpy", "dask_iter_over_read_floor"):
         assert np.isfinite(metrics[key]) and metrics[key] > 0
     assert run.data.tags["nmf_lab.engine"] == "dask-local" and run.data.tags["nmf_lab.engine.workers"] == "2"
 

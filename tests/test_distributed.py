@@ -79,17 +79,42 @@ def test_transform_of_new_columns_runs_blocked_with_the_in_memory_coefficients(p
     np.testing.assert_allclose(H, transform(A_new, W).H, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("solver", ["mu", "hals"])
-def test_the_one_pass_proposal_gives_the_same_iterates_with_one_pass_per_iteration(punks_matrix, solver):
-    """nmf_lab.distributed.onepass: the H half-step inside each block's task (update_and_cross)."""
-    from nmf_lab.distributed.onepass import fit_one_pass
-
+@pytest.mark.parametrize(("solver", "options", "setup"), [
+    ("mu", {}, 3),  # the first pass, the initial error, H's first subproblem
+    ("hals", {}, 4),  # and the start's rescaling
+    ("ahals", {"inner_tol": 0.0}, 4),  # a fixed number of passes on H: column-separable
+])  # fmt: skip
+def test_an_iteration_reads_the_blocks_once_with_the_in_memory_iterates(punks_matrix, solver, options, setup):
+    """H's half-step runs inside each block's task (update_and_cross): one pass over A per iteration after the
+    setup's, and still the in-memory error curve and factors."""
     A = punks_matrix[:, :3000]
-    expected = fit_nmf(A, 8, solver=solver, max_iter=4, seed=1)
-    result, problem = fit_one_pass(da.from_array(A, chunks=(A.shape[0], 1000)), 8, solver=solver, max_iter=4, seed=1)
+    expected = fit_nmf(A, 8, solver=solver, max_iter=4, seed=1, **options)
+    problem = BlockedProblem(da.from_array(A, chunks=(A.shape[0], 1000)))
+    iterations = 0
+
+    def count(k, error):
+        nonlocal iterations
+        iterations = k
+
+    from nmf_lab.core.nmf import iterate
+    from nmf_lab.core.solvers import get_solver
+    from nmf_lab.distributed.problem import initial_factors
+
+    entry = get_solver(solver)
+    W, H = initial_factors(problem, 8, 1)
+    result = iterate(problem, W, H, entry, entry.resolve_options(options), max_iter=4, callback=count)
     np.testing.assert_allclose(result.errors, expected.errors, rtol=1e-9, atol=0)
-    setup = {"mu": 2, "hals": 4}[solver]  # the first pass, the initial error (and hals's start: 2)
-    assert problem.passes == setup + 4
+    np.testing.assert_allclose(result.H, expected.H, rtol=1e-7, atol=1e-12)
+    assert iterations == 4
+    assert problem.shared.passes == setup + 4  # then one pass per iteration
+
+
+def test_ahals_with_its_inner_rule_takes_two_passes_and_keeps_the_in_memory_iterates(punks_matrix):
+    """The inner stopping rule is global over H, so its half-step does not split by blocks: two passes."""
+    A = punks_matrix[:, :3000]
+    expected = fit_nmf(A, 8, solver="ahals", max_iter=3, seed=1)
+    blocked = fit_blocked(da.from_array(A, chunks=(A.shape[0], 1000)), 8, solver="ahals", max_iter=3, seed=1)
+    np.testing.assert_allclose(blocked.errors, expected.errors, rtol=1e-9, atol=0)
 
 
 def test_the_denoiser_model_predicts_a_large_batch_blocked(punks_matrix, client, tracking_uri, experiment_name,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmf_lab.core.least_squares import inner
-from nmf_lab.core.problems import Report, Side
+from nmf_lab.core.problems import Report, Side, update_and_cross
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,11 @@ class PenalizedProblem:
     def least_squares(self, F: np.ndarray, **options):
         sub = self.inner.least_squares(F, **options)
         return PenalizedSubproblem(sub, self.H_weights) if self.H_weights else sub
+
+    update_and_cross = update_and_cross  # on the penalized subproblems (never the wrapped problem's own)
+
+    def next_least_squares(self, F: np.ndarray):
+        return self.least_squares(F)
 
     def penalty(self, W: np.ndarray, H: np.ndarray) -> float:
         """``l1_W |W|_1 + l2_W ||W||^2 / 2 + l1_H |H|_1 + l2_H ||H||^2 / 2``."""

@@ -7,7 +7,10 @@ the least-squares subproblem of one factor with the other fixed (:mod:`nmf_lab.c
     problem.T.least_squares(H.T)    W's subproblem, on the transposed problem (X = W^T)
 
 and, before each iteration, ``problem.refresh(W, H)`` (a problem whose data depend on the iterate updates
-them there). The kinds:
+them there). An iteration asks for the two as one call, ``problem.update_and_cross(W, H, step, sub)``: H's
+half-step ``step`` at W, then W's subproblem at the new H (:func:`update_and_cross`, two products here; a
+problem whose data live in blocks does both in one pass over them, :mod:`nmf_lab.distributed.problem`). The
+kinds:
 
 - :class:`DenseProblem`: every entry observed, ``min ||A - W H||_F``;
 - :class:`MaskedProblem`: ``min ||M * (A - W H)||_F`` exactly (weighted updates, one Gram matrix per column);
@@ -88,8 +91,25 @@ class _Shared:
         self.norm2, self.version = norm2, 0
 
 
+def update_and_cross(problem, W: np.ndarray, H: np.ndarray, step, sub=None, *, columnwise: bool = True):
+    """One iteration's H half-step and W's subproblem: ``step(sub, H)`` on H's subproblem at ``W`` (``sub``, or
+    computed here when None), in place, then returns ``problem.T.least_squares(H.T)`` at the new H.
+    ``columnwise``: ``step`` may be applied to column blocks of H separately with the same result (a problem
+    of column blocks uses it to do both products in one pass); unused here."""
+    step(problem.least_squares(W) if sub is None else sub, H)
+    return problem.T.least_squares(H.T)
+
+
 class ProblemData:
-    """What every problem kind tells of its data ``A``: the shape and the dtype."""
+    """What every problem kind tells of its data ``A``: the shape and the dtype, and one iteration's two
+    products (:func:`update_and_cross`)."""
+
+    update_and_cross = update_and_cross
+
+    def next_least_squares(self, F: np.ndarray):
+        """H's subproblem at ``F`` for the next :meth:`update_and_cross`, computed now (the solver's report of
+        the iterate may use it); a problem that computes it inside that call's pass returns None."""
+        return self.least_squares(F)
 
     @property
     def shape(self) -> tuple[int, int]:

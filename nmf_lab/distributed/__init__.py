@@ -9,8 +9,8 @@ An optional layer beside the core (it imports dask, distributed and zarr; the co
 
 :class:`BlockedProblem` is one more problem kind of :mod:`nmf_lab.core.problems`: the solvers of
 :mod:`nmf_lab.core.solvers` run on it unchanged, and it computes ``W^T A`` and ``A H^T`` block by block on the
-active Dask client (or Dask's default scheduler). :mod:`.engine` starts or joins the cluster,
-:mod:`.store` reads and writes Zarr image stores, :mod:`.onepass` is the one-pass-per-iteration proposal.
+active Dask client (or Dask's default scheduler), with H's half-step inside the same tasks: one pass over A per
+iteration. :mod:`.engine` starts or joins the cluster, :mod:`.store` reads and writes Zarr image stores.
 """
 
 from nmf_lab.distributed.problem import BlockedProblem, fit_blocked, transform_blocked

@@ -13,8 +13,15 @@ the all-zero rows and columns (the :class:`~nmf_lab.core.least_squares.Part` of 
 checks the data, once. The error of every iterate comes from the products
 (``||A||^2 - 2 <C, X> + quadratic``, :meth:`DenseProblem.error`), with no extra pass.
 
-With the core's interface a solver asks for the two products separately: two passes over ``A`` per
-iteration. :mod:`nmf_lab.distributed.onepass` shows the change that makes it one.
+One pass per iteration (the communication pattern of MPI-FAUN, Kannan, Ballard & Park 2016): a solver asks
+for H's half-step and W's products as one call, :meth:`BlockedProblem.update_and_cross`. With W fixed, column
+block j of H depends only on ``W^T A_j`` and ``W^T W``, so block j's task computes ``C_j = W^T A_j``, runs the
+solver's H half-step on ``H_j`` and returns the new ``H_j`` with ``A_j H_j^T``; W's subproblem needs only the
+sum over blocks. The solver leaves the next H subproblem to that call (:meth:`next_least_squares` is None)
+and the error of the iterate comes from W's side, so an iteration of mu, hals (and ahals with a fixed number
+of passes) reads A once: the same iterates as in memory. Where the step is not column-separable (ahals's
+inner stopping rule is global over H), with the imputed mask (the error needs H's side of the new fill), and
+after a rebalancing, it is two passes.
 
 Every task is a pure function of its block of ``A`` (read from the store) and of factors sent with it: a
 worker that dies costs a rerun of its tasks, never a different result. The tasks run wherever
@@ -39,7 +46,7 @@ import numpy as np
 
 from nmf_lab.core.least_squares import DenseLeastSquares
 from nmf_lab.core.nmf import iterate
-from nmf_lab.core.problems import DenseProblem
+from nmf_lab.core.problems import DenseProblem, update_and_cross
 from nmf_lab.core.solvers import get_solver
 from nmf_lab.core.transform import transform
 from nmf_lab.core.validation import check_dtype, check_int
@@ -110,6 +117,17 @@ def _cross_W(a, H_j, rows, dtype, mask=None, fill=None):
     """``A_j H_j^T`` (m' x d) on the non-zero rows."""
     a = block_data(a, dtype, mask, fill)
     return (a if rows is None else a[rows]) @ H_j.T
+
+
+def _update_and_cross(a, W, rows, nonzero_rows, nonzero_cols, H_j, step, dtype):
+    """Block j in one pass: ``C_j = W^T A_j``, ``step`` on ``H_j`` (a copy), then ``A_j H_j^T``; returns
+    ``(H_j, A_j H_j^T)`` (the product on the non-zero rows)."""
+    a = block_data(a, dtype)
+    a_rows = a if rows is None else a[rows]
+    C_j = (W if rows is None else W[rows]).T @ a_rows
+    H_j = np.array(H_j, copy=True)
+    step(DenseLeastSquares(W, BlockedPart(a.shape, nonzero_rows, nonzero_cols, None), C_j), H_j)
+    return H_j, a_rows @ H_j.T
 
 
 def _filled_norm2(a, dtype, mask, fill):
@@ -201,6 +219,7 @@ class _BlockedShared:
 
     def __init__(self, norm2: float, compute_norm2):
         self._norm2, self.version, self.fill, self._compute = norm2, 0, None, compute_norm2
+        self.passes = 1  # passes over A so far: the first one, then those of the products
 
     @property
     def norm2(self) -> float:
@@ -341,7 +360,7 @@ class BlockedProblem(DenseProblem):
             dask.delayed(_cross_H, pure=True, nout=2)(block, W_rows, rows, self.compute_dtype, *self._masked(j))
             for j, block in enumerate(self.blocks)
         ]
-        results = compute(tasks)
+        results = self._pass(tasks)
         if self.shared.fill is not None:
             self.shared.norm2 = math.fsum(norm2 for _, norm2 in results)
         return np.concatenate([product for product, _ in results], axis=1)
@@ -356,15 +375,53 @@ class BlockedProblem(DenseProblem):
             )
             for j, block in enumerate(self.blocks)
         ]
-        partials = compute(tasks)
+        return self._sum_of_crosses(self._pass(tasks), part, H.shape[0])
+
+    @staticmethod
+    def _sum_of_crosses(partials, part, d: int) -> np.ndarray:
+        """``C = (sum_j A_j H_j^T)^T`` (d x m) from the blocks' products on the non-zero rows of ``A``."""
         total = partials[0].copy()
         for partial in partials[1:]:
             total += partial
         if part.all_cols:
             return np.ascontiguousarray(total.T)
-        C = np.zeros((H.shape[0], part.shape[1]), dtype=total.dtype)
+        C = np.zeros((d, part.shape[1]), dtype=total.dtype)
         C[:, part.cols] = total.T
         return C
+
+    def _pass(self, tasks) -> tuple:
+        """The results of one pass over the blocks (counted in ``shared.passes``)."""
+        self.shared.passes += 1
+        return compute(tasks)
+
+    def next_least_squares(self, F: np.ndarray):
+        """None where the next :meth:`update_and_cross` computes H's subproblem in its pass (no mask, not the
+        transposed view), else :meth:`least_squares`."""
+        return None if self.static and not self._transposed else self.least_squares(F)
+
+    def update_and_cross(self, W: np.ndarray, H: np.ndarray, step, sub=None, *, columnwise: bool = True):
+        """:func:`nmf_lab.core.problems.update_and_cross` in one pass over the blocks when H's subproblem is
+        left to it (``sub`` None), ``step`` is ``columnwise`` and there is no mask: block j's task computes
+        ``W^T A_j``, runs ``step`` on ``H_j`` and returns it with ``A_j H_j^T``; H is updated in place and W's
+        subproblem (``C`` the sum of the blocks' products, ``G = H H^T``) returned. Else the two products."""
+        if sub is not None or not columnwise or not self.static or self._transposed:
+            return update_and_cross(self, W, H, step, sub)
+        part = self.part
+        rows = None if part.all_rows else part.rows
+        W_d = dask.delayed(W, pure=True)
+        task = dask.delayed(_update_and_cross, pure=True, nout=2)
+        tasks = [
+            task(block, W_d, rows, part.nonzero_rows, part.nonzero_cols[self.slices[j]],
+                 np.ascontiguousarray(H[:, self.slices[j]]), step, self.compute_dtype)
+            for j, block in enumerate(self.blocks)
+        ]  # fmt: skip
+        results = self._pass(tasks)
+        for j, (H_j, _) in enumerate(results):
+            H[:, self.slices[j]] = H_j
+        C = self._sum_of_crosses([partial for _, partial in results], self.T.part, H.shape[0])
+        sub_W = DenseLeastSquares(H.T, self.T.part, C)
+        sub_W.version = self.shared.version
+        return sub_W
 
     def _masked(self, j: int) -> tuple:
         if self.mask_blocks is None:
@@ -376,7 +433,7 @@ class BlockedProblem(DenseProblem):
             dask.delayed(_filled_norm2, pure=True)(block, self.compute_dtype, *self._masked(j))
             for j, block in enumerate(self.blocks)
         ]
-        return math.fsum(compute(tasks))
+        return math.fsum(self._pass(tasks))
 
     def exact_error(self, W: np.ndarray, H: np.ndarray) -> float:
         """``||A - W H||_F`` (with a mask ``||M * (A - W H)||_F`` on the observed entries): one pass."""
@@ -389,7 +446,7 @@ class BlockedProblem(DenseProblem):
             )
             for j, block in enumerate(self.blocks)
         ]
-        return math.sqrt(math.fsum(compute(tasks)))
+        return math.sqrt(math.fsum(self._pass(tasks)))
 
 
 # ---------------------------------------------------------------- entries

@@ -107,24 +107,38 @@ def accelerated_hals(
     floor = problem.floor(d) if update_W else 0.0
     sub = start(problem, W, H, floor, update_W)
     sweeps_H, sweeps_W = sweep_budget(problem, d, alpha)
+    if not update_W:
+        yield from _fixed_W(problem, W, H, sub, sweeps_H, inner_tol)
+        return
+
+    def step(sub, H):  # H's half-step: on any column block alone when the passes are a fixed number
+        sub.passes(H, floor, max_sweeps=sweeps_H, inner_tol=inner_tol)
+
+    while True:
+        sub_W = problem.update_and_cross(W, H, step, sub, columnwise=inner_tol == 0 or sweeps_H == 1)
+        GW = sub_W.passes(W.T, floor, max_sweeps=sweeps_W, inner_tol=inner_tol, want_GX=True)
+        side_W = Side(sub_W, W.T, GW) if rebalance(W, H, problem, floor) is None else None
+        needs_H_side = problem.refresh(W, H) or side_W is None  # the data changed, or W's side is gone
+        sub = problem.least_squares(W) if needs_H_side else problem.next_least_squares(W)
+        yield Report(H=None if sub is None else Side(sub, H), W=side_W)
+
+
+def _fixed_W(problem, W, H, sub, sweeps: int, inner_tol: float) -> Iterator[Report]:
+    """The iterations with W fixed (transform): H's passes, and after iterations 20, 40, 80, ... the exact
+    fit on the support where each column settled (module docstring)."""
     support_at, k = SUBSPACE_FIRST, 0
     while True:
-        if not update_W and k + 1 == support_at:
+        if k + 1 == support_at:
             support = H > 0
-        GH = sub.passes(H, floor, max_sweeps=sweeps_H, inner_tol=inner_tol, want_GX=not update_W)
+        GH = sub.passes(H, 0.0, max_sweeps=sweeps, inner_tol=inner_tol, want_GX=True)
         k += 1
-        side_W = None
-        if update_W:
-            sub_W = problem.T.least_squares(H.T)
-            GW = sub_W.passes(W.T, floor, max_sweeps=sweeps_W, inner_tol=inner_tol, want_GX=True)
-            side_W = Side(sub_W, W.T, GW) if rebalance(W, H, problem, floor) is None else None
-        elif k == support_at:  # W fixed: the exact fit on the support where it settled
+        if k == support_at:
             support_at *= 2
             if sub.solve_on_support(H, (support == (H > 0)).all(axis=0)):
                 GH = sub.gram_times(H)
-        if problem.refresh(W, H) or update_W:
-            sub = problem.least_squares(W, keep=not update_W)
-        yield Report(H=Side(sub, H, GH), W=side_W)
+        if problem.refresh(W, H):
+            sub, GH = problem.least_squares(W, keep=True), None
+        yield Report(H=Side(sub, H, GH))
 
 
 def hals(problem, W: np.ndarray, H: np.ndarray, *, update_W: bool = True) -> Iterator[Report]:

@@ -48,17 +48,30 @@ def multiplicative_step(X: np.ndarray, C: np.ndarray, GX: np.ndarray, delta: flo
 
 def multiplicative_updates(problem, W: np.ndarray, H: np.ndarray, *, delta: float, update_W: bool = True) -> Iterator:
     """The multiplicative updates of the module docstring; yields a :class:`Report` whose H side carries
-    ``G H`` at the new iterate, the denominator of the next H update (so the error costs nothing more)."""
+    ``G H`` at the new iterate, the denominator of the next H update (so the error costs nothing more). The
+    H update and W's products are one :meth:`update_and_cross` (one pass over blocked data, where the next
+    H subproblem is left to it and the error comes from W's side)."""
+    terms = None  # H's update terms at the current iterate, when computed for the report
+
+    def step(sub, X):
+        nonlocal terms
+        numerator, denominator, _ = sub.mu_terms(X) if terms is None else terms
+        terms = None
+        multiplicative_step(X, numerator, denominator, delta, sub.exponent)
+
     problem.refresh(W, H)
     sub = problem.least_squares(W, keep=not update_W)
-    numerator, denominator, GH = sub.mu_terms(H)
+    terms = sub.mu_terms(H)
     while True:
-        multiplicative_step(H, numerator, denominator, delta, sub.exponent)
+        side_W = None
         if update_W:
-            sub_W = problem.T.least_squares(H.T)
-            numerator_W, denominator_W, _ = sub_W.mu_terms(W.T)
-            multiplicative_step(W.T, numerator_W, denominator_W, delta, sub_W.exponent)
-        if problem.refresh(W, H) or update_W:
-            sub = problem.least_squares(W, keep=not update_W)
-        numerator, denominator, GH = sub.mu_terms(H)
-        yield Report(H=Side(sub, H, GH))
+            sub_W = problem.update_and_cross(W, H, step, sub)
+            step(sub_W, W.T)
+            side_W = Side(sub_W, W.T)
+            sub = problem.least_squares(W) if problem.refresh(W, H) else problem.next_least_squares(W)
+        else:
+            step(sub, H)
+            if problem.refresh(W, H):
+                sub = problem.least_squares(W, keep=True)
+        terms = None if sub is None else sub.mu_terms(H)
+        yield Report(H=Side(sub, H, terms[2])) if sub is not None else Report(W=side_W)
