@@ -10,33 +10,32 @@ noise is one draw for the whole matrix, so the first 500 noisy punks here are no
 
 **Splits.** The *test* images, the first ``denoise_best.first`` (punks 0..499), are out of every choice and of
 the model's fit: the logged model denoises them as punks it never saw (``psnr_unseen``). Of the others,
-``denoise_best.validation`` images drawn with ``cv_seed`` are the *validation* images (they choose the number
-of fits); the rest are the *training* images.
+``denoise_best.validation`` images drawn with ``cv_seed`` are the *validation* images (they choose d, the
+budget and the number of fits); the rest are the *training* images.
 
 **Method** (every choice from held-out error of the noisy images; the user's inputs are the grids, the fold
 count and fraction, the checkpoint step, the patience, the tolerance and the compute budget ``max_members``).
+Every choice is scored the same way (:class:`nmf_lab.core.rank_selection.RowHoldout`): ``folds`` disjoint sets
+of ``holdout`` of the rows (seed ``cv_seed``) are held out of the validation images; each validation image is
+projected onto a basis W fitted on the training images (the model's projection,
+:func:`nmf_lab.core.transform.transform`) from its other rows, and the prediction of the held-out rows is
+scored (RMSE over their opaque entries, mean over the folds). The noise of a held-out entry is independent of
+its prediction (neither the fit nor the projection saw it), so this error is the clean prediction error plus
+sigma^2: what minimises it needs no clean image.
 
-1. *d and the iteration budget, by cross-validation over held-out entries*
-   (:func:`nmf_lab.core.rank_selection.cross_validate_rank_and_budget`), on all images but the test ones: K folds
-   each hide a fraction of the colour entries of the opaque pixels; for every d of ``denoise_best.ranks`` each
-   fold's fit runs ``every`` iterations at a time and the held-out RMSE is measured after each stretch, until
-   ``solver.max_iter`` or until the mean over the folds has not reached a new minimum for ``patience``
-   iterations. d has the lowest mean held-out error over its curve (``rule``), and the budget is the
-   checkpoint where the curve of that d is lowest. The masked fits impute (``solver.missing=impute``:
-   ``fit_nmf(..., missing="impute")``, the EM variant of the members' own solver): exact masked HALS costs
-   about d / 4 unmasked iterations, far too much for 1728 x 10000; imputation sets the hidden entries to the
-   current ``W H`` before each iteration and runs the unmasked iteration, minimising the same masked objective
-   without reading a hidden entry.
-2. *The number of fits*: HALS fits of the training images at that d and budget (float32, seeds ``seed,
-   seed + 1, ...``) are added one by one. Each validation image is projected (the model's projection,
-   :func:`nmf_lab.core.transform.transform`) onto each fit's W from its entries outside a held-out set of
-   rows (``folds`` disjoint sets of ``holdout`` of the rows, seed ``cv_seed``), and the mean of the fits'
-   predictions of the held-out rows is scored (RMSE over the opaque entries). A fit is kept while it lowers
-   this held-out error by more than ``member_tol`` times what the second fit did (a diminishing-returns
-   rule without a scale), up to ``max_members`` fits (the compute budget). Early stopping is the
-   regulariser: HALS from a random start fits the structure shared by many images first and the noise later;
-   fits from different seeds share the signal but fit different parts of the noise, so their mean denoises
-   better than any one of them.
+1. *d and the iteration budget* (:func:`nmf_lab.core.rank_selection.validate_rank_and_budget`): for every d of
+   ``denoise_best.ranks`` one HALS fit of the training images (float32, seed ``seed``) is scored every
+   ``every`` iterations, without restarting it, until ``solver.max_iter`` or until the held-out error has not
+   reached a new minimum for ``patience`` iterations. d has the lowest held-out error over its curve
+   (``rule``), and the budget is the checkpoint where the curve of that d is lowest; the W there is the first
+   member of step 2.
+2. *The number of fits*: fits of the training images at that d and budget (seeds ``seed, seed + 1, ...``)
+   are added one by one and the mean of their predictions of the held-out rows is scored. A fit is kept while
+   it lowers this held-out error by more than ``member_tol`` times what the second fit did (a
+   diminishing-returns rule without a scale), up to ``max_members`` fits (the compute budget). Early stopping
+   is the regulariser: HALS from a random start fits the structure shared by many images first and the noise
+   later; fits from different seeds share the signal but fit different parts of the noise, so their mean
+   denoises better than any one of them.
 3. *Post-processing from the noise model alone* (:func:`nmf_lab.core.denoiser.postprocess` and the denoiser's
    ``keep_zeros``): the clean images lie in [0, 1] (clip), transparent pixels have colour 0, and an entry that
    is 0 in ``A_noisy`` is set to 0 (*the zero rule*): the noise never moves a zero entry, and a non-zero entry a
@@ -73,19 +72,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.shared import (
+    Split,
     display_images,
     draw_reconstructions,
     fit_options,
     load_noisy,
+    member_fits,
     model_gain,
     shown,
+    validation_holdout,
 )
 from nmf_lab import NMFResult, fit_nmf, truncated_svd
 from nmf_lab.core.denoiser import Denoiser, model_input, postprocess
 from nmf_lab.core.errors import InvalidOption
 from nmf_lab.core.metrics import psnr
-from nmf_lab.core.rank_selection import RULES, BudgetSelection, cross_validate_rank_and_budget, heldout_error
-from nmf_lab.core.transform import transform
+from nmf_lab.core.rank_selection import RULES, BudgetSelection, RowHoldout, validate_rank_and_budget
 from nmf_lab.presentation.figures import cross_validation_curves, psnr_by_step, run_time_choices
 from nmf_lab.tracking.model import describe, log_denoiser, predict, register_denoiser
 
@@ -110,14 +111,14 @@ method at its best d on the same images, and the run's wall and CPU time."""
 class DenoiseBestSettings:
     """``denoise_best``: the denoiser's inputs (none tuned on clean images), and what it is compared with.
 
-    ``ranks``, ``folds``, ``holdout``, ``rule``, ``cv_seed``: the cross-validation that chooses d (the grid, K,
-    the fraction of the opaque colour entries each fold hides, the rule, the folds' seed); ``every``,
-    ``patience``: the held-out error is measured every ``every`` iterations, up to ``solver.max_iter``, and a
-    curve stops once it has not reached a new minimum for ``patience`` iterations; ``max_members``: the compute
-    budget, at most this many fits; ``member_tol``: a fit is kept while it lowers the validation images'
-    held-out error by more than this fraction of what the second fit did; ``validation``: how many validation
-    images choose the fits; ``keep_zeros``: the zero rule (noisy zeros stay 0); ``first``: the test images
-    0..first - 1, out of the model's fit and every choice, scored (``psnr_first_500``, ``psnr_unseen``);
+    ``ranks``, ``folds``, ``holdout``, ``rule``, ``cv_seed``: the validation that chooses d (the grid, K, the
+    fraction of the rows each fold holds out of the validation images, the rule, the folds' and the validation
+    images' seed); ``every``, ``patience``: the held-out error is measured every ``every`` iterations, up to
+    ``solver.max_iter``, and a curve stops once it has not reached a new minimum for ``patience`` iterations;
+    ``max_members``: the compute budget, at most this many fits; ``member_tol``: a fit is kept while it lowers the
+    validation images' held-out error by more than this fraction of what the second fit did; ``validation``: how
+    many validation images choose the fits; ``keep_zeros``: the zero rule (noisy zeros stay 0); ``first``: the test
+    images 0..first - 1, out of the model's fit and every choice, scored (``psnr_first_500``, ``psnr_unseen``);
     ``study_ranks``, ``study_iter``: the study's method (mu on the first images alone) at the best of these d;
     ``svd_ranks``: the truncated SVD likewise; ``model_tol``: the tolerance of the model's projection
     (:func:`nmf_lab.core.transform.transform`); ``registered_model``: the registered model's name ('' registers
@@ -203,30 +204,6 @@ def check(settings) -> None:
 # -- the denoiser: from the noisy images alone ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Split:
-    """Which images (column indices) are test, validation and training images (see the module docstring)."""
-
-    test: np.ndarray
-    validation: np.ndarray
-    train: np.ndarray
-
-    @property
-    def rest(self) -> np.ndarray:
-        """Every image but the test images, in order: what the cross-validation sees."""
-        return np.sort(np.concatenate([self.validation, self.train]))
-
-    @classmethod
-    def of(cls, n: int, first: int, validation: int, seed: int) -> Split:
-        """Test: 0..first - 1; validation: ``validation`` of the others, ``default_rng(seed).choice``, sorted;
-        training: the rest."""
-        if n < first + validation + 2:
-            raise ValueError(f"{n} images are too few for {first} test and {validation} validation images")
-        others = np.arange(first, n)
-        chosen = np.sort(np.random.default_rng(seed).choice(others, validation, replace=False))
-        return cls(test=np.arange(first), validation=chosen, train=np.setdiff1d(others, chosen))
-
-
 @dataclass
 class MemberSelection:
     """How many fits: the held-out error of the mean of the first k fits of the training images on the validation
@@ -258,23 +235,21 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
     options = fit_options(settings)
     split = Split.of(A_noisy.shape[1], best.first, best.validation, best.cv_seed)
     start = time.perf_counter()
-    rest = split.rest
-    selection = cross_validate_rank_and_budget(
-        A_noisy[:, rest],
+    holdout = validation_holdout(A_noisy, opaque, split, best)
+    train = np.ascontiguousarray(A_noisy[:, split.train])
+    selection, best_W = validate_rank_and_budget(
+        train,
+        holdout,
         best.ranks,
         every=best.every,
         max_iter=settings.solver.max_iter,
         patience=best.patience,
-        folds=best.folds,
-        holdout=best.holdout,
-        candidates=opaque[:, rest],
         rule=best.rule,
-        fold_seed=best.cv_seed,
-        on_checkpoint=lambda d, k, error: log.info("cross-validation: d = %d, %d iterations: %.6f", d, k, error),
-        **{key: value for key, value in options.items() if key != "max_iter"},  # missing: impute (the config)
+        on_checkpoint=lambda d, k, error: log.info("validation: d = %d, %d iterations: %.6f", d, k, error),
+        **options,
     )
     cv_done = time.perf_counter()
-    members = choose_members(A_noisy, opaque, split, selection.rank, selection.budget, settings)
+    members = choose_members(train, holdout, selection.rank, selection.budget, settings, first=best_W[selection.rank])
     members_done = time.perf_counter()
     budget = {**options, "max_iter": selection.budget}
     fits = [fit_nmf(A_noisy, selection.rank, **{**budget, "seed": settings.seed + k}) for k in range(members.count)]
@@ -288,41 +263,24 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
     return Denoising(split=split, selection=selection, members=members, fits=fits, X=X, seconds=seconds)
 
 
-def heldout_rows(m: int, folds: int, holdout: float, seed: int) -> list[np.ndarray]:
-    """``folds`` disjoint sets of ``round(holdout * m)`` rows (at least 1), ``default_rng(seed).permutation``
-    of 0..m - 1 cut in order: the rows each validation fold hides from the projection."""
-    size = max(1, round(holdout * m))
-    order = np.random.default_rng(seed).permutation(m)
-    return [np.sort(order[k * size : (k + 1) * size]) for k in range(folds)]
-
-
 def choose_members(
-    A_noisy: np.ndarray, opaque: np.ndarray, split: Split, rank: int, budget: int, settings
+    train: np.ndarray, holdout: RowHoldout, rank: int, budget: int, settings, first: np.ndarray | None = None
 ) -> MemberSelection:
-    """Step 2: fit the training images at ``rank`` for ``budget`` iterations with seeds ``seed, seed + 1, ...``
-    and keep fits while the held-out error of their mean on the validation images falls by more than
-    ``member_tol`` times the second fit's fall, up to ``max_members`` (see the module docstring)."""
+    """Step 2: fit the training images ``train`` at ``rank`` for ``budget`` iterations with seeds ``seed, seed + 1,
+    ...`` (``first``: the W of the first, if already fitted) and keep fits while the held-out error of their
+    mean on the validation images (``holdout``) falls by more than ``member_tol`` times the second fit's fall,
+    up to ``max_members`` (see the module docstring)."""
     best = settings.denoise_best
     options = {**fit_options(settings), "max_iter": budget}
-    V, V_opaque = A_noisy[:, split.validation], opaque[:, split.validation]
-    folds = heldout_rows(A_noisy.shape[0], best.folds, best.holdout, best.cv_seed)
-    sums = [np.zeros((rows.size, V.shape[1])) for rows in folds]
     errors: list[float] = []
     bases: list[np.ndarray] = []
     count = None
-    for k in range(best.max_members):
-        W = fit_nmf(A_noisy[:, split.train], rank, **{**options, "seed": settings.seed + k}).W
-        fold_errors = []
-        for rows, total in zip(folds, sums):
-            seen = np.ones(A_noisy.shape[0], dtype=bool)
-            seen[rows] = False
-            H = transform(V[seen], W[seen], tol=best.model_tol).H
-            total += W[rows] @ H
-            fold_errors.append(heldout_error(V[rows], total / (k + 1), V_opaque[rows]))
-        errors.append(float(np.mean(fold_errors)))
+    for k, (W, error) in enumerate(member_fits(train, holdout, rank, options, best.max_members, first=first)):
+        errors.append(error)
         bases.append(W)
-        log.info("fits of the training images: %d, validation held-out error %.6f", k + 1, errors[-1])
-        if k >= 1 and not errors[k - 1] - errors[k] > best.member_tol * (errors[0] - errors[1]):
+        log.info("fits of the training images: %d, validation held-out error %.6f", k + 1, error)
+        fall = errors[k - 1] - errors[k] if k >= 1 else None
+        if fall is not None and not (fall > 0 and fall > best.member_tol * (errors[0] - errors[1])):
             count = k  # this fit did not lower the error enough: stop, without it
             break
     if count is None:
@@ -396,7 +354,7 @@ def run(settings, run) -> None:
         ("+ clip to [0, 1], transparent pixels 0", study["postprocessed"], None),
         ("+ noisy zeros stay 0", study["zero_rule"], None),
         (
-            f"all {image_set.n} images, one {settings.solver.name} fit, cross-validated d = {d} and budget "
+            f"all {image_set.n} images, one {settings.solver.name} fit, validated d = {d} and budget "
             f"{budget} iterations",
             *scores(full(one_fit)),
         ),
@@ -502,8 +460,9 @@ def run(settings, run) -> None:
             f"clean RMSE of one fit ({budget} iterations), first {n_first} images",
         ),
         rule=selection.rule,
-        title=f"d from {selection.folds}-fold cross-validation on {built.split.rest.size} noisy images "
-        f"({settings.solver.name}, each d at its best budget): d = {d}",
+        title=f"d from held-out rows ({selection.folds} folds) of {built.split.validation.size} noisy validation "
+        f"images, bases from {built.split.train.size} others ({settings.solver.name}, each d at its best budget): "
+        f"d = {d}",
     )
     run.log_figure(figure, "figures/rank_cv.png")
     figure = run_time_choices(
@@ -566,19 +525,19 @@ def run(settings, run) -> None:
 
 
 def one_fit_by_iterations(A_noisy: np.ndarray, settings, built: Denoising, score) -> tuple[np.ndarray, list[float]]:
-    """Evaluation of the choice of the budget: one fit of all images at the chosen d (the first member's seed),
-    continued ``every`` iterations at a time up to the last checkpoint the cross-validation reached at that d,
-    ``score`` of ``W H`` at each checkpoint. (HALS rescales its start on each continuation, so a point may
-    differ slightly from a fit of that many iterations.)"""
-    best = settings.denoise_best
-    options = fit_options(settings)
+    """Evaluation of the choice of the budget: one fit of all images at the chosen d (the first member's seed)
+    up to the last checkpoint the validation reached at that d, ``score`` of ``W H`` every ``every``
+    iterations (``on_iterate``: the same fit, never restarted)."""
+    every = settings.denoise_best.every
     iterations = built.selection.curve(built.selection.rank)[0]
-    factors, scored = options.pop("init"), []
-    options.pop("max_iter")
-    for _ in iterations:
-        result = fit_nmf(A_noisy, built.selection.rank, init=factors, max_iter=best.every, **options)
-        factors = (result.W, result.H)
-        scored.append(score(result.W @ result.H))
+    scored = []
+
+    def checkpoint(k: int, W: np.ndarray, H: np.ndarray) -> None:
+        if k % every == 0:
+            scored.append(score(W @ H))
+
+    options = {**fit_options(settings), "max_iter": int(iterations[-1])}
+    fit_nmf(A_noisy, built.selection.rank, on_iterate=checkpoint, **options)
     return iterations, scored
 
 
@@ -666,7 +625,7 @@ def comparison_table(metrics: dict, study: dict, svd: dict, n_first: int) -> str
             f"{svd['postprocessed']:.2f}",
         ),
         (
-            f"this denoiser: mean of {metrics['members']} fits of all {metrics['n_images']}, cross-validated d",
+            f"this denoiser: mean of {metrics['members']} fits of all {metrics['n_images']}, validated d",
             metrics["cv_rank"],
             metrics["psnr_first_500"],
             "(included)",
@@ -695,7 +654,8 @@ def choices_table(metrics: dict, best) -> str:
     rows = [
         (
             "d",
-            f"{best.folds}-fold cross-validation over held-out entries, grid {best.ranks}, rule {best.rule}",
+            f"{best.folds} folds of held-out rows of {best.validation} validation images, grid {best.ranks}, "
+            f"rule {best.rule}",
             metrics["cv_rank"],
             metrics["oracle_rank"],
             metrics["psnr_loss"],

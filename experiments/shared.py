@@ -4,12 +4,15 @@ image set, drawing grids and reconstructions. A study imports this module, never
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
 from nmf_lab.core.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
 from nmf_lab.core.noise import add_noise
+from nmf_lab.core.rank_selection import RowHoldout
 from nmf_lab.data.images import ImageSet
 from nmf_lab.harness.progress import fit_progress
 from nmf_lab.presentation.figures import basis_grid, side_by_side_grids
@@ -197,3 +200,55 @@ def images_outside(settings, image_set, count: int):
         return None
     outside = np.flatnonzero(~np.isin(np.asarray(larger.ids), np.asarray(image_set.ids)))[:count]
     return larger.subset(outside) if outside.size else None
+
+
+# -- denoisers fitted on some images and chosen on others (experiment=denoise_best, experiment=denoise_search)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which images (column indices) are test, validation and training images: the test images are out of every
+    fit and choice (scored only), the validation images choose, the training images are fitted."""
+
+    test: np.ndarray
+    validation: np.ndarray
+    train: np.ndarray
+
+    @classmethod
+    def of(cls, n: int, first: int, validation: int, seed: int) -> Split:
+        """Test: 0..first - 1; validation: ``validation`` of the others, ``default_rng(seed).choice``, sorted;
+        training: the rest."""
+        if n < first + validation + 2:
+            raise ValueError(f"{n} images are too few for {first} test and {validation} validation images")
+        others = np.arange(first, n)
+        chosen = np.sort(np.random.default_rng(seed).choice(others, validation, replace=False))
+        return cls(test=np.arange(first), validation=chosen, train=np.setdiff1d(others, chosen))
+
+
+def validation_holdout(A_noisy: np.ndarray, opaque: np.ndarray, split: Split, node) -> RowHoldout:
+    """The validation images of ``split`` with ``node.folds`` disjoint sets of ``node.holdout`` of the rows held
+    out (seed ``node.cv_seed``), scored on their opaque entries through the model's projection (tolerance
+    ``node.model_tol``)."""
+    return RowHoldout.of(
+        A_noisy[:, split.validation],
+        folds=node.folds,
+        holdout=node.holdout,
+        candidates=opaque[:, split.validation],
+        seed=node.cv_seed,
+        tol=node.model_tol,
+    )
+
+
+def member_fits(
+    train: np.ndarray, holdout: RowHoldout, rank: int, options: dict, most: int, *, first: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Fits of the training images ``train`` at ``rank`` (``fit_nmf`` ``options``, seeds ``options["seed"] + k``),
+    up to ``most``, one by one: each fit's W and the held-out error (:class:`RowHoldout`) of the mean of the
+    predictions of the fits so far. ``first``: the first fit's W if it is already known."""
+    sums = None
+    for k in range(most):
+        seed = options["seed"] + k
+        W = first if k == 0 and first is not None else fit_nmf(train, rank, **{**options, "seed": seed}).W
+        predictions = holdout.predictions(W)
+        sums = predictions if sums is None else [total + P for total, P in zip(sums, predictions)]
+        yield W, float(np.mean(holdout.fold_errors([total / (k + 1) for total in sums])))

@@ -11,16 +11,23 @@ import numpy as np
 import pytest
 from mlflow.entities import RunStatus
 
-from experiments.denoise_best import Split, choose_members, denoise, heldout_rows, steps_table, svd_method
+from experiments.denoise_best import choose_members, denoise, steps_table, svd_method
+from experiments.shared import Split
 from nmf_lab import fit_nmf
 from nmf_lab.core.denoiser import Denoiser
 from nmf_lab.core.metrics import psnr
 from nmf_lab.core.noise import add_noise
-from nmf_lab.core.rank_selection import cross_validate_rank_and_budget, heldout_error, heldout_folds
+from nmf_lab.core.rank_selection import (
+    RowHoldout,
+    cross_validate_rank_and_budget,
+    heldout_error,
+    heldout_folds,
+    validate_rank_and_budget,
+)
 from nmf_lab.core.transform import transform
 from nmf_lab.data.punks import Punks
 
-from helpers import load_array, load_text
+from helpers import load_array, load_text, runs_of
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
@@ -66,6 +73,44 @@ def test_d_and_the_budget_are_the_argmin_of_the_heldout_curves_recomputed_indepe
     assert selection.by_rank().mean == pytest.approx([lowest[d] for d in (1, 3, 6)])
 
 
+def rows_prediction_error(V, candidates, W, rows_by_fold, tol=0.01):
+    """The held-out-row error of W on V recomputed from transform alone: mean over the folds of the RMSE of the
+    clipped prediction of the held-out rows from the others."""
+    errors = []
+    for rows in rows_by_fold:
+        seen = np.setdiff1d(np.arange(V.shape[0]), rows)
+        P = np.clip(W[rows] @ transform(V[seen], W[seen], tol=tol).H, 0, 1)
+        errors.append(np.sqrt(np.mean((V[rows] - P)[candidates[rows]] ** 2)))
+    return float(np.mean(errors))
+
+
+def test_d_and_the_budget_from_validation_rows_are_the_argmin_of_curves_recomputed_from_fresh_fits():
+    """Each checkpoint's W is that of a fresh fit of exactly that many iterations (no restart), scored on the
+    validation columns' held-out rows; d and the budget are the argmin; the W kept is the one there."""
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(0, 1, (40, 3)) @ rng.uniform(0, 1, (3, 90)) / 3
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1)
+    train, V = noisy[:, :70], noisy[:, 70:]
+    candidates = rng.uniform(size=V.shape) > 0.2
+    holdout = RowHoldout.of(V, folds=2, holdout=0.2, candidates=candidates, seed=5)
+    assert [rows.size for rows in holdout.rows] == [8, 8] and not set(holdout.rows[0]) & set(holdout.rows[1])
+    options = {"solver": "hals", "seed": 2}
+    selection, kept = validate_rank_and_budget(train, holdout, [1, 3, 8], every=4, max_iter=60, patience=12,
+                                               **options)  # fmt: skip
+    for d in (1, 3, 8):
+        iterations, mean = selection.curve(d)
+        for k, value in zip(iterations.tolist(), mean):
+            W = fit_nmf(train, d, max_iter=k, **options).W
+            assert value == pytest.approx(rows_prediction_error(V, candidates, W, holdout.rows), rel=1e-9)
+        best = int(np.argmin(mean))
+        assert iterations[-1] - iterations[best] == 12 or iterations[-1] == 60  # patience, or the end
+        np.testing.assert_array_equal(kept[d], fit_nmf(train, d, max_iter=int(iterations[best]), **options).W)
+    lowest = {d: selection.curve(d)[1].min() for d in (1, 3, 8)}
+    assert selection.rank == min(lowest, key=lowest.get)
+    iterations, mean = selection.curve(selection.rank)
+    assert selection.budget == iterations[int(np.argmin(mean))]
+
+
 def members_settings(**overrides):
     """The parts of a job's config that choose_members reads."""
     from types import SimpleNamespace
@@ -83,16 +128,19 @@ def test_fits_are_kept_while_the_validation_error_of_their_mean_falls_by_more_th
     split = Split.of(120, 30, 30, seed=0)
     assert not set(split.test) & set(split.train) and not set(split.validation) & set(split.train)
     assert sorted([*split.test, *split.validation, *split.train]) == list(range(120))
-    chosen = choose_members(A_noisy, opaque, split, 8, 10, members_settings())
+    V, V_opaque = A_noisy[:, split.validation], opaque[:, split.validation]
+    holdout = RowHoldout.of(V, folds=2, holdout=0.1, candidates=V_opaque, seed=0)
+    chosen = choose_members(A_noisy[:, split.train], holdout, 8, 10, members_settings())
     # Each fit is a fit of the training images alone (never a test or validation image), seeds 7, 8, ...
     fitted = [fit_nmf(A_noisy[:, split.train], 8, solver="hals", max_iter=10, seed=7 + k).W for k in range(6)]
     for W, again in zip(chosen.bases, fitted):
         np.testing.assert_array_equal(W, again)
     # The errors again: the validation images projected from the rows outside each held-out set.
-    V, V_opaque = A_noisy[:, split.validation], opaque[:, split.validation]
+    order = np.random.default_rng(0).permutation(1728)
+    rows_by_fold = [np.sort(order[k * 173 : (k + 1) * 173]) for k in range(2)]
     for k, error in enumerate(chosen.errors, start=1):
         per_fold = []
-        for rows in heldout_rows(1728, 2, 0.1, seed=0):
+        for rows in rows_by_fold:
             seen = np.setdiff1d(np.arange(1728), rows)
             mean = sum(W[rows] @ transform(V[seen], W[seen], tol=0.01).H for W in fitted[:k]) / k
             per_fold.append(heldout_error(V[rows], mean, V_opaque[rows]))
@@ -103,8 +151,10 @@ def test_fits_are_kept_while_the_validation_error_of_their_mean_falls_by_more_th
     assert all(falls[: chosen.count - 1] > 0.05 * falls[0])
     assert chosen.count == 6 or falls[chosen.count - 1] <= 0.05 * falls[0]
     assert len(chosen.errors) == min(6, chosen.count + 1) and len(chosen.bases) == chosen.count
-    # A tolerance no fall can beat keeps one fit.
-    assert choose_members(A_noisy, opaque, split, 8, 10, members_settings(member_tol=2.0, max_members=3)).count == 1
+    # A tolerance no fall can beat keeps one fit; a first W given is the first member, not fitted again.
+    few = choose_members(A_noisy[:, split.train], holdout, 8, 10, members_settings(member_tol=2.0, max_members=3),
+                         first=fitted[0])  # fmt: skip
+    assert few.count == 1 and few.bases[0] is fitted[0]
 
 
 def test_the_denoisers_zero_rule_keeps_noisy_zeros_at_zero_and_survives_a_round_trip():
@@ -351,3 +401,45 @@ def logged_settings(client, run_id, tmp_path):
     from nmf_lab.harness.config import validate
 
     return validate(OmegaConf.load(client.download_artifacts(run_id, "config.yaml", str(tmp_path))))
+
+
+@pytest.mark.slow
+def test_denoise_search_minimises_validation_error_and_only_reports_the_clean_score(run_cli, client, experiment_name,
+                                                                                    punks_sheet):  # fmt: skip
+    """experiment=denoise_search: Optuna trials of the denoiser; each child's objective is recomputed from its
+    parameters with fit_nmf and transform alone; the best child has the least of them, and its clean
+    psnr_unseen is the parent's reported best_psnr_unseen."""
+    result = run_cli(
+        "experiment=denoise_search", "data.n_images=150", "denoise_trial.validation=30", "denoise_trial.first=40",
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.params.rank=int(interval(4,12))",
+        "hydra.sweeper.params.solver.max_iter=int(interval(3,8))",
+        "hydra.sweeper.params.denoise_trial.members=int(interval(1,3))", f"tracking.experiment={experiment_name}",
+    )  # fmt: skip
+    assert "best trial" in result.stdout
+    (parent,), children = runs_of(client, experiment_name)
+    assert len(children) == 3 and all(child.info.status == FINISHED for child in children)
+    best = min(children, key=lambda run: run.data.metrics["heldout_error"])
+    assert parent.data.tags["nmf_lab.best_run"] == best.info.run_id
+    assert parent.data.metrics["best_psnr_unseen"] == best.data.metrics["psnr_unseen"]
+    # The objective again, for the best trial, from its parameters and the noisy punks alone.
+    params = best.data.params
+    punks = Punks(n_images=150, path=str(punks_sheet)).load()
+    A_noisy, opaque = add_noise(punks.matrix(), 0.1, seed=int(params["noise.seed"])), punks.opaque_entries()
+    split = Split.of(150, 40, 30, seed=0)
+    rank, budget, members = int(params["rank"]), int(params["solver.max_iter"]), int(params["denoise_trial.members"])
+    fits = [
+        fit_nmf(
+            A_noisy[:, split.train], rank, solver="hals", dtype="float32", max_iter=budget, seed=int(params["seed"]) + k
+        ).W
+        for k in range(members)
+    ]
+    V, V_opaque = A_noisy[:, split.validation], opaque[:, split.validation]
+    order = np.random.default_rng(0).permutation(1728)
+    per_fold = []
+    for rows in (np.sort(order[:173]), np.sort(order[173:346])):
+        seen = np.setdiff1d(np.arange(1728), rows)
+        mean = sum(W[rows] @ transform(V[seen], W[seen], tol=0.01).H for W in fits) / members
+        per_fold.append(heldout_error(V[rows], mean, V_opaque[rows]))
+    assert best.data.metrics["heldout_error"] == pytest.approx(np.mean(per_fold), rel=1e-6)
+    history = client.get_metric_history(best.info.run_id, "heldout_error")
+    assert [point.step for point in history] == list(range(1, members + 1))

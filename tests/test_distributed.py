@@ -140,3 +140,23 @@ def test_the_denoiser_model_predicts_a_large_batch_blocked(punks_matrix, client,
     predicted = predict_blocked(model_uri, da.from_array(images, chunks=(400, 24, 24, 3)))
     assert predicted.chunks[0] == (400, 400, 100)
     np.testing.assert_allclose(predicted.compute(), expected, rtol=0, atol=1e-6)
+
+
+def test_fit_nmf_of_a_dask_array_is_the_blocked_fit(punks_matrix):
+    """fit_nmf hands a Dask array to the installed backend (entry point group nmf_lab.arrays): the blocked fit,
+    the in-memory curve, and what a blocked fit cannot do refused by name."""
+    from nmf_lab.core.nmf import array_backend
+    from nmf_lab.distributed.problem import fit_dask_array
+
+    A = punks_matrix[:, :2000]
+    A_blocks = da.from_array(A, chunks=(A.shape[0], 500))
+    assert array_backend(A_blocks) is fit_dask_array and array_backend(A) is None
+    expected = fit_nmf(A, 6, solver="hals", max_iter=3, seed=2)
+    result = fit_nmf(A_blocks, 6, solver="hals", max_iter=3, seed=2)
+    np.testing.assert_allclose(result.errors, expected.errors, rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match="Frobenius loss only, not loss='kl'"):
+        fit_nmf(A_blocks, 6, solver="mu", loss="kl")
+    with pytest.raises(ValueError, match=r"no penalty, got alpha_W=0\.1"):
+        fit_nmf(A_blocks, 6, alpha_W=0.1)
+    with pytest.raises(ValueError, match="pass missing='impute'"):
+        fit_nmf(A_blocks, 6, mask=da.ones(A.shape, chunks=(A.shape[0], 500), dtype=bool))

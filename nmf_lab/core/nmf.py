@@ -8,6 +8,7 @@ Every input is validated here, at the boundary; the solvers in :mod:`nmf_lab.cor
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 import time
 from collections.abc import Callable
@@ -99,6 +100,7 @@ def fit_nmf(
     tol: float = 0.0,
     time_limit: float | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
+    on_iterate: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None,
     loss: str | float = "frobenius",
     alpha_W: float = 0.0,
     alpha_H: float | str = "same",
@@ -109,7 +111,11 @@ def fit_nmf(
 
     Args:
         A: non-negative, finite, non-empty 2-D array of real numbers (integers included); with a ``mask``
-            this holds for the observed entries only, the others may be anything (NaN included).
+            this holds for the observed entries only, the others may be anything (NaN included). An array
+            of another library with an installed backend (entry-point group :data:`ARRAY_BACKENDS`, named
+            after the array type's package) is fitted by it without being read into memory: a Dask array by
+            :func:`nmf_lab.distributed.fit_blocked` (column blocks, on the active Dask client or Dask's
+            default scheduler).
         rank: the number of components d, a positive integer (it may exceed min(m, n)).
         mask: ``None`` (every entry observed, the default) or a NumPy bool array of ``A``'s shape, True
             where ``A`` is observed, with at least one True in every row and every column
@@ -144,6 +150,10 @@ def fit_nmf(
             default) for no limit. It is checked after each iteration, so the last one may overrun it.
         callback: optional ``callback(k, errors[k])``, called after each iteration (e.g. a progress bar).
             Returning True stops the run there, with ``stop_reason`` ``"callback"`` (e.g. a target error).
+        on_iterate: optional ``on_iterate(k, W, H)`` after each iteration, with the reported iterate (the
+            solver's own arrays: read them, copy what you keep, never modify them), e.g. to score a
+            checkpoint on held-out data without restarting the fit. Returning True stops the run as
+            ``callback`` does.
         loss: the loss minimised (:mod:`nmf_lab.core.losses`): ``"frobenius"`` (the default, ``||M * (A -
             W H)||_F^2 / 2``), ``"kl"`` (generalized Kullback–Leibler, β = 1: count data), ``"is"``
             (Itakura–Saito, β = 0) or any finite real β (scikit-learn's names ``"kullback-leibler"`` and
@@ -204,6 +214,11 @@ def fit_nmf(
             value, :class:`nmf_lab.core.errors.InvalidOption` (a ValueError) naming the option; for a mask given
             to a solver that does not support masks, or an unknown ``missing``.
     """
+    backend = array_backend(A)
+    if backend is not None:
+        return backend(A, rank, mask=mask, missing=missing, solver=solver, max_iter=max_iter, seed=seed, init=init,
+                       dtype=dtype, tol=tol, time_limit=time_limit, callback=callback, on_iterate=on_iterate,
+                       loss=loss, alpha_W=alpha_W, alpha_H=alpha_H, l1_ratio=l1_ratio, **options)  # fmt: skip
     A = check_matrix(A)
     mask = check_mask(mask, A.shape)
     rank = check_int("rank", rank, minimum=1)
@@ -233,12 +248,38 @@ def fit_nmf(
     if weights[0] or weights[1]:
         problem = PenalizedProblem(problem, *weights)
     result = iterate(
-        problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback
+        problem,
+        W,
+        H,
+        entry,
+        options,
+        max_iter=max_iter,
+        tol=tol,
+        time_limit=time_limit,
+        callback=callback,
+        on_iterate=on_iterate,
     )
     penalized = bool(weights[0] or weights[1])
     return dataclasses.replace(
         result, loss=loss_name(beta), penalized=penalized, objective=objective_text(beta, penalized)
     )
+
+
+ARRAY_BACKENDS = "nmf_lab.arrays"
+"""The entry-point group of fits for arrays that are not NumPy's: an entry point named after the top-level package
+of the array's type (``dask`` for ``dask.array.Array``) names a function with :func:`fit_nmf`'s signature. nmf-lab
+declares ``dask = nmf_lab.distributed.problem:fit_dask_array``."""
+
+
+def array_backend(A) -> Callable | None:
+    """The fit an installed backend offers for ``A``'s array type (:data:`ARRAY_BACKENDS`), or None (NumPy
+    arrays, lists, and types no backend names, which :func:`fit_nmf` reads with ``np.asarray``)."""
+    if isinstance(A, (np.ndarray, list, tuple)):
+        return None
+    package = type(A).__module__.partition(".")[0]
+    for entry_point in importlib.metadata.entry_points(group=ARRAY_BACKENDS, name=package):
+        return entry_point.load()
+    return None
 
 
 def _check_objective(entry: Solver, A, mask, missing: str, loss, alpha_W, alpha_H, l1_ratio):
@@ -292,6 +333,7 @@ def iterate(
     tol: float = 0.0,
     time_limit: float | None = None,
     callback: Callable[[int, float], bool | None] | None = None,
+    on_iterate: Callable[[int, np.ndarray, np.ndarray], bool | None] | None = None,
     update_W: bool = True,
 ) -> NMFResult:
     """The loop every fit runs: the solver ``entry``'s iterations on ``problem`` from ``(W, H)`` (updated in
@@ -331,7 +373,9 @@ def iterate(
         if tol > 0:
             gradient_norm = gradient.norm(W, H, report)
         reason = stop_reason(k)
-        if callback is not None and callback(k, errors[k]) and reason is None:
+        stop = callback is not None and callback(k, errors[k])
+        stop = (on_iterate is not None and on_iterate(k, W, H)) or stop
+        if stop and reason is None:
             reason = "callback"
     steps.close()
     if not keep_best:

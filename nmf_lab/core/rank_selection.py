@@ -47,17 +47,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmf_lab.core.nmf import NMFResult, fit_nmf
+from nmf_lab.core.transform import transform
 from nmf_lab.core.validation import check_int, is_integer, is_real
 
 __all__ = [
     "RULES",
     "BudgetSelection",
     "RankSelection",
+    "RowHoldout",
     "cross_validate_rank",
     "cross_validate_rank_and_budget",
     "heldout_error",
     "heldout_folds",
     "select_rank",
+    "validate_rank_and_budget",
 ]
 
 RULES = ("min", "one_se", "one_se_largest")
@@ -403,3 +406,148 @@ def cross_validate_rank_and_budget(
         holdout=float(holdout),
         heldout_entries=int(heldout[0].sum()),
     )
+
+
+# ---------------------------------------------------------------- validation columns, held-out rows
+
+
+@dataclass(frozen=True)
+class RowHoldout:
+    """Validation columns ``V`` (m x v, e.g. noisy images no fit sees) with ``folds`` disjoint sets of held-out
+    rows: a basis W (m x d, fitted on other columns) is scored by projecting each column of V onto W from its
+    other rows (:func:`nmf_lab.core.transform.transform`, tolerance ``tol``) and predicting the held-out rows,
+    RMSE over the held-out entries that are ``candidates`` (e.g. colours of opaque pixels), predictions clipped
+    to ``value_range``. The noise of a held-out entry is independent of its prediction, so the error estimates
+    the clean prediction error plus the noise's variance: its minimiser needs no clean data.
+
+    Attributes: ``V`` (m x v), ``candidates`` (bool m x v), ``rows`` (one sorted int array per fold), ``tol``,
+    ``value_range``."""
+
+    V: np.ndarray
+    candidates: np.ndarray
+    rows: tuple[np.ndarray, ...]
+    tol: float = 0.01
+    value_range: tuple[float, float] | None = (0.0, 1.0)
+
+    @classmethod
+    def of(cls, V, *, folds: int = 2, holdout: float = 0.1, candidates=None, seed: int = 0, **options) -> RowHoldout:
+        """``folds`` disjoint sets of ``round(holdout * m)`` rows (at least 1): ``default_rng(seed).permutation``
+        of 0..m - 1 cut in order. ``options``: ``tol``, ``value_range``."""
+        V = np.asarray(V)
+        if V.ndim != 2:
+            raise ValueError(f"V must be a 2-D matrix (m x v), got shape {V.shape}")
+        if not is_integer(folds) or folds < 1:
+            raise ValueError(f"folds must be an integer >= 1, got {folds!r}")
+        if not is_real(holdout, finite=True) or not 0 < holdout < 1 or folds * holdout > 1 + 1e-12:
+            raise ValueError(f"holdout must be a fraction in (0, 1) with folds * holdout <= 1, got {holdout!r}")
+        m = V.shape[0]
+        size = max(1, round(holdout * m))
+        if folds * size >= m:
+            raise ValueError(f"{folds} folds of {size} held-out rows leave no row of the {m} to project from")
+        order = np.random.default_rng(check_int("the fold seed", seed, minimum=0)).permutation(m)
+        rows = tuple(np.sort(order[k * size : (k + 1) * size]) for k in range(folds))
+        candidates = np.ones(V.shape, dtype=bool) if candidates is None else np.asarray(candidates, dtype=bool)
+        if candidates.shape != V.shape:
+            raise ValueError(f"candidates must have V's shape {V.shape}, got {candidates.shape}")
+        return cls(V=V, candidates=candidates, rows=rows, **options)
+
+    @property
+    def folds(self) -> int:
+        return len(self.rows)
+
+    @property
+    def heldout_entries(self) -> int:
+        """The scored entries of the first fold."""
+        return int(self.candidates[self.rows[0]].sum())
+
+    def predictions(self, W: np.ndarray) -> list[np.ndarray]:
+        """For each fold, the prediction of its held-out rows of V (rows x v) from the others through W."""
+        out = []
+        for rows in self.rows:
+            seen = np.ones(self.V.shape[0], dtype=bool)
+            seen[rows] = False
+            H = transform(self.V[seen], W[seen], tol=self.tol).H
+            out.append(W[rows] @ H)
+        return out
+
+    def fold_errors(self, predictions: list[np.ndarray]) -> np.ndarray:
+        """float64 (K,): each fold's held-out RMSE of ``predictions`` (one per fold, e.g. a mean of several)."""
+        return np.array([
+            heldout_error(self.V[rows], P, self.candidates[rows], self.value_range)
+            for rows, P in zip(self.rows, predictions)
+        ])  # fmt: skip
+
+
+def validate_rank_and_budget(
+    A,
+    holdout: RowHoldout,
+    ranks: Sequence[int],
+    *,
+    every: int,
+    max_iter: int,
+    patience: int,
+    rule: str = "min",
+    on_checkpoint: Callable[[int, int, float], None] | None = None,
+    **fit_options,
+) -> tuple[BudgetSelection, dict[int, np.ndarray]]:
+    """Choose d and the iteration budget from noisy data alone: for every d of ``ranks`` one fit of ``A`` (m x n,
+    the training columns) runs to ``max_iter`` iterations, and every ``every`` iterations its W is scored on the
+    ``holdout``'s validation columns (:class:`RowHoldout`: their held-out rows predicted from the others); the
+    fit stops once the mean over the folds has not reached a new minimum for ``patience`` iterations. d is
+    chosen by ``rule`` from each d's lowest mean (and its standard error there), the budget is the checkpoint
+    with the lowest mean at that d: the fit is scored at its checkpoints without a restart
+    (:func:`nmf_lab.fit_nmf`'s ``on_iterate``), so the W kept there is the W of a fit of exactly that many
+    iterations.
+
+    ``fit_options`` go to :func:`nmf_lab.fit_nmf` (``solver``, ``seed``, ``init``, ``dtype``, ...; not
+    ``max_iter``). ``on_checkpoint(d, iterations, mean_error)``: called after each checkpoint. Returns the
+    :class:`BudgetSelection` (with ``holdout`` the fraction of rows each fold held out) and, for every d, a
+    copy of W at its best checkpoint."""
+    grid = _check_ranks(ranks)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    for key, value in (("every", every), ("max_iter", max_iter), ("patience", patience)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{key} must be an integer >= 1, got {value!r}")
+    if max_iter < every:
+        raise ValueError(f"max_iter must be at least every = {every}, got {max_iter!r}")
+    fit_options = {key: value for key, value in fit_options.items() if key != "max_iter"}
+    checkpoints = np.arange(every, max_iter + 1, every, dtype=np.int64)
+    errors = np.full((holdout.folds, grid.size, checkpoints.size), np.nan)
+    best_W: dict[int, np.ndarray] = {}
+    for g, d in enumerate(grid.tolist()):
+        best, best_at = math.inf, 0
+
+        def checkpoint(k: int, W: np.ndarray, H: np.ndarray, g=g, d=d) -> bool:
+            nonlocal best, best_at
+            if k % every:
+                return False
+            c = k // every - 1
+            errors[:, g, c] = holdout.fold_errors(holdout.predictions(W))
+            mean = float(errors[:, g, c].mean())
+            if on_checkpoint is not None:
+                on_checkpoint(d, k, mean)
+            if mean < best:
+                best, best_at = mean, k
+                best_W[d] = W.copy()
+            return k - best_at >= patience
+
+        fit_nmf(A, d, max_iter=int(checkpoints[-1]), on_iterate=checkpoint, **fit_options)
+    mean = errors.mean(axis=0)
+    standard_error = errors.std(axis=0, ddof=1) / math.sqrt(holdout.folds) if holdout.folds > 1 else 0 * mean
+    best = np.array([int(np.nanargmin(row)) for row in mean])
+    at = np.arange(grid.size)
+    rank = select_rank(grid, mean[at, best], standard_error[at, best], rule)
+    selection = BudgetSelection(
+        ranks=grid,
+        iterations=checkpoints,
+        fold_errors=errors,
+        mean=mean,
+        standard_error=standard_error,
+        rank=rank,
+        budget=int(checkpoints[best[int(np.flatnonzero(grid == rank)[0])]]),
+        rule=rule,
+        holdout=float(holdout.rows[0].size / holdout.V.shape[0]),
+        heldout_entries=holdout.heldout_entries,
+    )
+    return selection, best_W

@@ -148,6 +148,25 @@ def engine_session(config: EngineConfig) -> Iterator[Engine]:
     if config.kind == "numpy":
         yield Engine("numpy", 0)
         return
+    with _quiet("distributed"), _session(config) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """The logger ``name`` at WARNING for the block: Dask's INFO lines (workers registered, nannies closing)
+    would otherwise reach the job's console through the root logger."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _session(config: EngineConfig) -> Iterator[Engine]:
     from distributed import Client
 
     cluster = None

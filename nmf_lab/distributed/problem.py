@@ -51,7 +51,7 @@ from nmf_lab.core.solvers import get_solver
 from nmf_lab.core.transform import transform
 from nmf_lab.core.validation import check_dtype, check_int
 
-__all__ = ["BlockedProblem", "column_blocks", "fit_blocked", "read_pass", "transform_blocked"]
+__all__ = ["BlockedProblem", "column_blocks", "fit_blocked", "fit_dask_array", "read_pass", "transform_blocked"]
 
 
 def column_blocks(A) -> da.Array:
@@ -477,6 +477,7 @@ def fit_blocked(
     tol: float = 0.0,
     time_limit: float | None = None,
     callback=None,
+    on_iterate=None,
     **options,
 ):
     """:func:`nmf_lab.core.nmf.fit_nmf` for ``A`` a Dask array of column blocks (anything ``da.asarray`` takes),
@@ -504,7 +505,24 @@ def fit_blocked(
             raise ValueError(f"init must be (m x d, d x n) for A of shape {problem.shape}, got {W.shape}, {H.shape}")
     if tol < 0 or not math.isfinite(tol):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-    return iterate(problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback)
+    return iterate(problem, W, H, entry, options, max_iter=max_iter, tol=tol, time_limit=time_limit, callback=callback,
+                   on_iterate=on_iterate)  # fmt: skip
+
+
+def fit_dask_array(A, rank: int, *, mask=None, missing: str = "exact", loss="frobenius", alpha_W=0.0, alpha_H="same",
+                   l1_ratio=0.0, **options):  # fmt: skip
+    """:func:`nmf_lab.fit_nmf` of a Dask array (the entry point ``dask`` of
+    :data:`nmf_lab.core.nmf.ARRAY_BACKENDS`): :func:`fit_blocked`, which fits the Frobenius loss without a
+    penalty, a mask by imputation; anything else is refused, naming what a blocked fit takes."""
+    if loss not in ("frobenius", 2, 2.0):
+        raise ValueError(f"a blocked fit (A is a Dask array) minimises the Frobenius loss only, not loss={loss!r}")
+    if alpha_W or (alpha_H not in ("same", 0, 0.0)):
+        raise ValueError(f"a blocked fit (A is a Dask array) takes no penalty, got alpha_W={alpha_W!r}, "
+                         f"alpha_H={alpha_H!r}")  # fmt: skip
+    if mask is not None and missing != "impute":
+        raise ValueError(f"a blocked fit (A is a Dask array) fits a mask by imputation: pass missing='impute', "
+                         f"got missing={missing!r}")  # fmt: skip
+    return fit_blocked(A, rank, mask=mask, **options)
 
 
 def _touch(a) -> int:

@@ -112,22 +112,25 @@ def checkpoint_steps(n_steps: int, checkpoints: int) -> list[int]:
     return sorted({max(0, round(k * (n_steps - 1) / checkpoints)) for k in range(1, checkpoints + 1)})
 
 
-def trial_callback(total: int):
-    """In a job of a search with a pruner (``$NMF_LAB_SEARCH`` and ``$NMF_LAB_TRIAL`` set): a fit callback
-    ``callback(k, error)`` that reports the error at the checkpoints of a fit of ``total`` iterations to the job's
-    trial and returns True (stop the fit) when the pruner prunes it, after recording the step in the trial's user
-    attribute ``pruned_at_step``. None elsewhere, or when the study cannot be reached (the job then runs to its
-    end and the sweeper judges its curve)."""
+def trial_callback(total: int, metric: str = "error"):
+    """In a job of a search with a pruner whose intermediate values are ``metric`` (``$NMF_LAB_SEARCH`` and
+    ``$NMF_LAB_TRIAL`` set): a callback ``callback(k, value)`` that reports the metric at the checkpoints of steps
+    0..``total`` (a fit's iterations, a denoiser's members) to the job's trial and returns True (stop) when the
+    pruner prunes it, after recording the step in the trial's user attribute ``pruned_at_step``. None elsewhere,
+    for another metric, or when the study cannot be reached (the job then runs to its end and the sweeper
+    judges its curve)."""
     from nmf_lab.harness.job import TRIAL_ENV
 
     spec, number = os.environ.get(SEARCH_ENV), os.environ.get(TRIAL_ENV)
     if not spec or number is None:
         return None
+    spec = json.loads(spec)
+    if spec.get("intermediate", "error") != metric:
+        return None
     try:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        spec = json.loads(spec)
         storage = optuna.storages.RDBStorage(spec["storage"], skip_compatibility_check=True)
         study = optuna.load_study(
             study_name=spec["study"],
@@ -138,9 +141,9 @@ def trial_callback(total: int):
         study_id = storage.get_study_id_from_name(spec["study"])
         trial = optuna.trial.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, int(number)))
     except Exception:
-        log.exception("trial %s cannot report to its study; its fit runs to its end", number)
+        log.exception("trial %s cannot report to its study; it runs to its end", number)
         return None
-    steps = set(checkpoint_steps(total + 1, int(spec["checkpoints"])))  # the error curve: errors[0..total]
+    steps = set(checkpoint_steps(total + 1, int(spec["checkpoints"])))  # the curve: values at steps 0..total
 
     def callback(k: int, error: float) -> bool:
         if k not in steps or not math.isfinite(error):
@@ -149,10 +152,10 @@ def trial_callback(total: int):
             trial.report(float(error), k)
             if trial.should_prune():
                 trial.set_user_attr(PRUNED_ATTR, k)
-                log.info("trial %s pruned at iteration %d (error %.6g)", number, k, error)
+                log.info("trial %s pruned at step %d (%s %.6g)", number, k, metric, error)
                 return True
         except Exception:
-            log.exception("trial %s could not report iteration %d", number, k)
+            log.exception("trial %s could not report step %d", number, k)
         return False
 
     return callback
@@ -239,9 +242,10 @@ class Search:
                 f"nmf-lab: the study {name!r} exists and is to {study.direction.name.lower()} its objective, "
                 f"not to {direction}: choose another hydra.sweeper.study_name"
             )
-        if pruner is not None and intermediate == "error":  # the jobs' fits report their error as they go
+        if pruner is not None and intermediate:  # jobs that report this metric as they go stop when pruned
             pruner_config = OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else dict(pruner)
-            spec = {"storage": url, "study": name, "pruner": pruner_config, "checkpoints": checkpoints}
+            spec = {"storage": url, "study": name, "pruner": pruner_config, "checkpoints": checkpoints,
+                    "intermediate": intermediate}  # fmt: skip
             os.environ[SEARCH_ENV] = json.dumps(spec)
         study.set_user_attr("objective", objective)
         study.set_user_attr("space", space.describe())
