@@ -1,41 +1,39 @@
-"""The best NMF denoiser nmf-lab builds (issue 11, section 4; issue 20): an ensemble of early-stopped HALS fits
-of the noisy images, with d, the iteration budget and the number of fits all chosen from the noisy images at run
-time by held-out error, the post-processing the noise model allows, and a model measured on punks it never saw.
+"""The best NMF denoiser nmf-lab builds (issue 11, section 4; issue 20): a mean of early-stopped HALS fits of the
+noisy images, with d, the iteration budget and the number of fits all chosen from the noisy images at run time,
+the post-processing the noise model allows, and a model measured on punks it never saw.
 
 **Inputs.** Only the noisy images ``A_noisy = add_noise(A, sigma, seed)`` (spec 6.1: Gaussian noise on the
-non-zero entries of A, clipped to [0, 1]; zero entries stay exactly zero) of all N images of the data set
-(N = 10,000 punks by default), and the alpha channel (which pixels are transparent), as in every study. The
-noise is one draw for the whole matrix, so the first 500 noisy punks here are not those of ``experiment=denoise``
-(N = 500); every method of the comparison below runs on these. The clean images only score.
+non-zero entries of A, clipped to [0, 1]; zero entries stay exactly zero), their noise level ``sigma`` (a
+property of the noise model, like the zero rule) and the alpha channel (which pixels are transparent), as in
+every study. The noise is one draw for the whole matrix of N images (N = 10,000 punks by default), so the first
+500 noisy punks here are not those of ``experiment=denoise`` (N = 500). The clean images only score.
 
-**Splits.** The *test* images, the first ``denoise_best.first`` (punks 0..499), are out of every choice and of
-the model's fit: the logged model denoises them as punks it never saw (``psnr_unseen``). Of the others,
-``denoise_best.validation`` images drawn with ``cv_seed`` are the *validation* images (they choose d, the
-budget and the number of fits); the rest are the *training* images.
+**Test images.** The first ``denoise_best.first`` (punks 0..499) are out of every choice and of the model's fit:
+the logged model denoises them as punks it never saw (``psnr_unseen``).
 
-**Method** (every choice from held-out error of the noisy images; the user's inputs are the grids, the fold
-count and fraction, the checkpoint step, the patience, the tolerance and the compute budget ``max_members``).
-Every choice is scored the same way (:class:`nmf_lab.core.rank_selection.RowHoldout`): ``folds`` disjoint sets
-of ``holdout`` of the rows (seed ``cv_seed``) are held out of the validation images; each validation image is
-projected onto a basis W fitted on the training images (the model's projection,
-:func:`nmf_lab.core.transform.transform`) from its other rows, and the prediction of the held-out rows is
-scored (RMSE over their opaque entries, mean over the folds). The noise of a held-out entry is independent of
-its prediction (neither the fit nor the projection saw it), so this error is the clean prediction error plus
-sigma^2: what minimises it needs no clean image.
+**The score** (:class:`experiments.shared.NoiseSplit`, :func:`nmf_lab.core.noise.split_noise`). The other noisy
+images are split into two copies with independent noise: ``A_in = A_noisy + tau Z`` (clipped) and ``A_target =
+A_noisy - Z / tau``, with ``Z`` fresh Gaussian noise of level ``sigma`` (seed ``cv_seed``). A candidate denoiser
+fits ``A_in`` (noise ``sigma sqrt(1 + tau^2)``, 1.12 sigma for tau = 0.5), and its post-processed
+reconstruction is scored by its mean squared error against ``A_target`` over the opaque non-zero entries: the
+noise of the target is independent of what was fitted, so the score is the clean error plus a constant, and
+what minimises it needs no clean image. (A held-out *entry* error measures prediction instead, and favours other
+d and budgets than denoising does; see :mod:`nmf_lab.core.rank_selection`.)
 
-1. *d and the iteration budget* (:func:`nmf_lab.core.rank_selection.validate_rank_and_budget`): for every d of
-   ``denoise_best.ranks`` one HALS fit of the training images (float32, seed ``seed``) is scored every
-   ``every`` iterations, without restarting it, until ``solver.max_iter`` or until the held-out error has not
-   reached a new minimum for ``patience`` iterations. d has the lowest held-out error over its curve
-   (``rule``), and the budget is the checkpoint where the curve of that d is lowest; the W there is the first
-   member of step 2.
-2. *The number of fits*: fits of the training images at that d and budget (seeds ``seed, seed + 1, ...``)
-   are added one by one and the mean of their predictions of the held-out rows is scored. A fit is kept while
-   it lowers this held-out error by more than ``member_tol`` times what the second fit did (a
-   diminishing-returns rule without a scale), up to ``max_members`` fits (the compute budget). Early stopping
-   is the regulariser: HALS from a random start fits the structure shared by many images first and the noise
-   later; fits from different seeds share the signal but fit different parts of the noise, so their mean
-   denoises better than any one of them.
+**Method** (every choice from the score; the user's inputs are the grid of d, tau, the checkpoint step, the
+patience, the probes, the tolerance and the compute budget ``max_members``).
+
+1. *d and the iteration budget* (:func:`nmf_lab.core.rank_selection.select_ensemble`): for every d of
+   ``denoise_best.ranks``, ``probes`` HALS fits of ``A_in`` (float32, seeds ``seed, seed + 1, ...``) are scored
+   every ``every`` iterations without restarting them, up to ``solver.max_iter`` or until the first fit's
+   score has not reached a new minimum for ``patience`` iterations; the curve of d is the score of the mean of
+   the probes. d and the budget are the lowest point: the mean of fits averages out part of what each fits of
+   the noise, so it wants a richer, longer fit than one fit does.
+2. *The number of fits*: from the probes, more fits of ``A_in`` at that d and budget are added while the score
+   of their mean falls by more than ``member_tol`` times what the second fit did (a diminishing-returns rule
+   without a scale), up to ``max_members`` fits (the compute budget). Early stopping is the regulariser: HALS
+   from a random start fits the structure shared by many images first and the noise later; fits from
+   different seeds share the signal but fit different parts of the noise.
 3. *Post-processing from the noise model alone* (:func:`nmf_lab.core.denoiser.postprocess` and the denoiser's
    ``keep_zeros``): the clean images lie in [0, 1] (clip), transparent pixels have colour 0, and an entry that
    is 0 in ``A_noisy`` is set to 0 (*the zero rule*): the noise never moves a zero entry, and a non-zero entry a
@@ -44,18 +42,19 @@ sigma^2: what minimises it needs no clean image.
    (``psnr_first_500_no_zero_rule``, ``psnr_unseen_no_zero_rule``), and the logged model applies it only when
    the caller says so (``params={'zero_rule': True}``; without the parameter it refuses to predict).
 
-*The transductive denoiser* is the mean of that many fits of all N noisy images (the test images included: a
-denoiser may fit the noisy images it denoises), post-processed: ``psnr_first_500`` over the test images and
-``psnr`` over all N. *The model* (``runs:/<run id>/denoiser``) holds the bases W of the fits of the training
-images, projects new images onto each and averages, with the same post-processing. The run loads it back with
+*The transductive denoiser* is the mean of that many fits of all N noisy images (``A_noisy``, the test images
+included: a denoiser may fit the noisy images it denoises), post-processed: ``psnr_first_500`` over the test images
+and ``psnr`` over all N. *The model* (``runs:/<run id>/denoiser``) holds the bases W of as many fits of the other
+noisy images, projects new images onto each and averages, with the same post-processing. The run loads it back with
 ``mlflow.pyfunc.load_model`` and applies it to the noisy test images (``psnr_unseen``); it measures it on a fresh
 noise draw of the test images too (``model_gain_db``, :func:`experiments.shared.model_gain`), and registers it as
 ``nmf-lab-denoiser`` only if it helps.
 
 **Scoring** (the clean images are used here only): PSNR over the colour channels of opaque pixels. For each
 run-time choice the run also logs what the clean images would have chosen and the PSNR the choice lost:
-``oracle_rank`` / ``psnr_loss`` (one fit at each d of the grid, at the chosen budget), ``oracle_iterations`` /
-``psnr_loss_iterations`` (one fit at the chosen d, scored every ``every`` iterations), ``oracle_members`` /
+``oracle_rank`` / ``psnr_loss`` (the mean of ``probes`` fits of all images at each d of the grid, at the chosen
+budget), ``oracle_iterations`` / ``psnr_loss_iterations`` (the same at the chosen d, scored every ``every``
+iterations), ``oracle_members`` /
 ``psnr_loss_members`` (the mean of the first k fits of all images, k up to ``max_members``). The same run
 compares, on the same first noisy images: the study's method (``experiments.denoise``: NMF of those images
 alone, mu, ``study_iter`` iterations, at the d of ``study_ranks`` that is best against the clean images) and
@@ -65,6 +64,7 @@ method with its gain (``tables/steps.md``, ``figures/psnr_by_step.png``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -72,21 +72,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from experiments.shared import (
-    Split,
+    NoiseSplit,
     display_images,
     draw_reconstructions,
+    ensemble_scores,
     fit_options,
     load_noisy,
-    member_fits,
     model_gain,
+    post_processed,
     shown,
-    validation_holdout,
 )
 from nmf_lab import NMFResult, fit_nmf, truncated_svd
 from nmf_lab.core.denoiser import Denoiser, model_input, postprocess
 from nmf_lab.core.errors import InvalidOption
 from nmf_lab.core.metrics import psnr
-from nmf_lab.core.rank_selection import RULES, BudgetSelection, RowHoldout, validate_rank_and_budget
+from nmf_lab.core.rank_selection import BudgetSelection, EnsembleSelection, select_ensemble
 from nmf_lab.presentation.figures import cross_validation_curves, psnr_by_step, run_time_choices
 from nmf_lab.tracking.model import describe, log_denoiser, predict, register_denoiser
 
@@ -111,30 +111,27 @@ method at its best d on the same images, and the run's wall and CPU time."""
 class DenoiseBestSettings:
     """``denoise_best``: the denoiser's inputs (none tuned on clean images), and what it is compared with.
 
-    ``ranks``, ``folds``, ``holdout``, ``rule``, ``cv_seed``: the validation that chooses d (the grid, K, the
-    fraction of the rows each fold holds out of the validation images, the rule, the folds' and the validation
-    images' seed); ``every``, ``patience``: the held-out error is measured every ``every`` iterations, up to
-    ``solver.max_iter``, and a curve stops once it has not reached a new minimum for ``patience`` iterations;
-    ``max_members``: the compute budget, at most this many fits; ``member_tol``: a fit is kept while it lowers the
-    validation images' held-out error by more than this fraction of what the second fit did; ``validation``: how
-    many validation images choose the fits; ``keep_zeros``: the zero rule (noisy zeros stay 0); ``first``: the test
-    images 0..first - 1, out of the model's fit and every choice, scored (``psnr_first_500``, ``psnr_unseen``);
-    ``study_ranks``, ``study_iter``: the study's method (mu on the first images alone) at the best of these d;
-    ``svd_ranks``: the truncated SVD likewise; ``model_tol``: the tolerance of the model's projection
-    (:func:`nmf_lab.core.transform.transform`); ``registered_model``: the registered model's name ('' registers
-    none).
+    ``ranks``: the grid of d; ``tau``, ``cv_seed``: the noise splitting (:func:`nmf_lab.core.noise.split_noise`:
+    the fits see noise ``sigma sqrt(1 + tau^2)``) and its seed; ``every``, ``patience``: the split score is
+    measured every ``every`` iterations, up to ``solver.max_iter``, and a curve stops once it has not reached a
+    new minimum for ``patience`` iterations; ``probes``: the fits each curve averages; ``max_members``: the compute
+    budget, at most this many fits; ``member_tol``: a fit is kept while it lowers the split score by more than
+    this fraction of what the second fit did; ``keep_zeros``: the zero rule (noisy zeros stay 0); ``first``: the
+    test images 0..first - 1, out of the model's fit and every choice, scored (``psnr_first_500``,
+    ``psnr_unseen``); ``study_ranks``, ``study_iter``: the study's method (mu on the first images alone) at the
+    best of these d; ``svd_ranks``: the truncated SVD likewise; ``model_tol``: the tolerance of the model's
+    projection (:func:`nmf_lab.core.transform.transform`); ``registered_model``: the registered model's name (''
+    registers none).
     """
 
     ranks: list[int] = field(default_factory=lambda: [128, 192, 256, 320])
-    folds: int = 2
-    holdout: float = 0.1
-    rule: str = "min"
+    tau: float = 0.5
     cv_seed: int = 0
     every: int = 5
     patience: int = 15
+    probes: int = 4
     max_members: int = 16
     member_tol: float = 0.01
-    validation: int = 500
     keep_zeros: bool = True
     first: int = 500
     study_ranks: list[int] = field(default_factory=lambda: [64, 96, 128, 160, 192])
@@ -148,25 +145,20 @@ class DenoiseBestSettings:
             values = getattr(self, key)
             if not values or len(set(values)) != len(values) or min(values) < 1:
                 raise InvalidOption(key, values, "a non-empty list of distinct integers >= 1")
-        if self.folds < 2:
-            raise InvalidOption("folds", self.folds, "an integer >= 2")
-        if not (0 < self.holdout <= 1 and self.folds * self.holdout <= 1):
-            raise InvalidOption(
-                "holdout", self.holdout, f"a fraction in (0, 1] with folds * holdout <= 1 (folds = {self.folds})"
-            )
-        if self.rule not in RULES:
-            raise InvalidOption("rule", self.rule, f"one of {', '.join(RULES)}")
+        if not self.tau > 0:
+            raise InvalidOption("tau", self.tau, "a number > 0 (the splitting's noise is tau times sigma)")
         for key, minimum in (
             ("cv_seed", 0),
             ("every", 1),
             ("patience", 1),
-            ("max_members", 1),
-            ("validation", 1),
+            ("probes", 2),
             ("first", 1),
             ("study_iter", 1),
         ):
             if getattr(self, key) < minimum:
                 raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
+        if self.max_members < self.probes:
+            raise InvalidOption("max_members", self.max_members, f"an integer >= probes = {self.probes}")
         if not self.member_tol >= 0:
             raise InvalidOption("member_tol", self.member_tol, "a number >= 0")
         if not self.model_tol > 0:
@@ -193,12 +185,8 @@ def check(settings) -> None:
             f"the largest budget, at least denoise_best.every = {best.every}",
         )
     n = getattr(settings.data, "n_images", None)
-    if n is not None and n < best.first + best.validation + 2:
-        raise InvalidOption(
-            "denoise_best.validation",
-            best.validation,
-            f"at most data.n_images - first - 2 = {n - best.first - 2} (test, validation and training images)",
-        )
+    if n is not None and n < best.first + 2:
+        raise InvalidOption("denoise_best.first", best.first, f"at most data.n_images - 2 = {n - 2} (test images)")
 
 
 # -- the denoiser: from the noisy images alone ----------------------------------------------------------
@@ -206,53 +194,62 @@ def check(settings) -> None:
 
 @dataclass
 class MemberSelection:
-    """How many fits: the held-out error of the mean of the first k fits of the training images on the validation
-    images (``errors[k - 1]``, k = 1 .. fitted), the count kept (``count``) and the kept fits' bases W."""
+    """How many fits: the split score of the mean of the first k fits of the split input (``errors[k - 1]``,
+    k = 1 .. fitted) and the count kept (``count``)."""
 
     errors: list[float]
     count: int
-    bases: list[np.ndarray]
     tol: float
 
 
 @dataclass
 class Denoising:
-    """What :func:`denoise` built: the splits, the choices (d and budget; the members), the fits of all images
-    (``fits``), the denoised ``X`` (m x n, from the first ``members.count`` fits) and the seconds each part took."""
+    """What :func:`denoise` built: the test images, the choices (d and budget; the members), the fits of all
+    images (``fits``), the model's bases (``bases``: fits of the other images), the denoised ``X`` (m x n, the
+    mean of ``fits`` post-processed) and the seconds each part took."""
 
-    split: Split
+    test: np.ndarray
+    rest: np.ndarray
     selection: BudgetSelection
     members: MemberSelection
     fits: list[NMFResult]
+    bases: list[np.ndarray]
     X: np.ndarray
     seconds: dict[str, float]
 
 
 def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
     """The method of the module docstring, steps 1-3, from the noisy images ``A_noisy`` (m x n) and the opaque
-    entries ``opaque`` (bool m x n) alone; ``settings`` is the job's config (solver, seed, ``denoise_best``)."""
+    entries ``opaque`` (bool m x n) alone; ``settings`` is the job's config (solver, seed, noise.sigma,
+    ``denoise_best``)."""
     best = settings.denoise_best
     options = fit_options(settings)
-    split = Split.of(A_noisy.shape[1], best.first, best.validation, best.cv_seed)
+    n = A_noisy.shape[1]
+    if n < best.first + 2:
+        raise ValueError(f"{n} images are too few for {best.first} test images and two others")
+    test, rest = np.arange(best.first), np.arange(best.first, n)
     start = time.perf_counter()
-    holdout = validation_holdout(A_noisy, opaque, split, best)
-    train = np.ascontiguousarray(A_noisy[:, split.train])
-    selection, best_W = validate_rank_and_budget(
-        train,
-        holdout,
+    split = NoiseSplit.of(A_noisy[:, rest], opaque[:, rest], sigma=settings.noise.sigma, tau=best.tau,
+                          seed=best.cv_seed, keep_zeros=best.keep_zeros)  # fmt: skip
+    chosen = select_ensemble(
+        split.A_in,
+        split.score,
         best.ranks,
         every=best.every,
         max_iter=settings.solver.max_iter,
         patience=best.patience,
-        rule=best.rule,
-        on_checkpoint=lambda d, k, error: log.info("validation: d = %d, %d iterations: %.6f", d, k, error),
-        **options,
+        probes=best.probes,
+        on_checkpoint=lambda d, k, error: log.info("split score: d = %d, %d iterations: %.7f", d, k, error),
+        **{key: value for key, value in options.items() if key != "max_iter"},
     )
+    selection = chosen.selection
     cv_done = time.perf_counter()
-    members = choose_members(train, holdout, selection.rank, selection.budget, settings, first=best_W[selection.rank])
+    members = choose_members(split, chosen, settings)
     members_done = time.perf_counter()
     budget = {**options, "max_iter": selection.budget}
     fits = [fit_nmf(A_noisy, selection.rank, **{**budget, "seed": settings.seed + k}) for k in range(members.count)]
+    others = np.ascontiguousarray(A_noisy[:, rest])
+    bases = [fit_nmf(others, selection.rank, **{**budget, "seed": settings.seed + k}).W for k in range(members.count)]
     fits_done = time.perf_counter()
     X = post_processed(ensemble_mean(fits), A_noisy, opaque, keep_zeros=best.keep_zeros)
     seconds = {
@@ -260,32 +257,30 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
         "members_seconds": members_done - cv_done,
         "fit_seconds": fits_done - members_done,
     }
-    return Denoising(split=split, selection=selection, members=members, fits=fits, X=X, seconds=seconds)
+    return Denoising(test=test, rest=rest, selection=selection, members=members, fits=fits, bases=bases, X=X,
+                     seconds=seconds)  # fmt: skip
 
 
-def choose_members(
-    train: np.ndarray, holdout: RowHoldout, rank: int, budget: int, settings, first: np.ndarray | None = None
-) -> MemberSelection:
-    """Step 2: fit the training images ``train`` at ``rank`` for ``budget`` iterations with seeds ``seed, seed + 1,
-    ...`` (``first``: the W of the first, if already fitted) and keep fits while the held-out error of their
-    mean on the validation images (``holdout``) falls by more than ``member_tol`` times the second fit's fall,
-    up to ``max_members`` (see the module docstring)."""
+def choose_members(split: NoiseSplit, chosen: EnsembleSelection, settings) -> MemberSelection:
+    """Step 2: starting from the probes of the choice of d and budget (``chosen``), fits of the split input at
+    that d and budget (seeds ``seed + probes, ...``) are added while the split score of their mean falls by more
+    than ``member_tol`` times what the second fit did, up to ``max_members`` (see the module docstring)."""
     best = settings.denoise_best
-    options = {**fit_options(settings), "max_iter": budget}
-    errors: list[float] = []
-    bases: list[np.ndarray] = []
-    count = None
-    for k, (W, error) in enumerate(member_fits(train, holdout, rank, options, best.max_members, first=first)):
-        errors.append(error)
-        bases.append(W)
-        log.info("fits of the training images: %d, validation held-out error %.6f", k + 1, error)
+    selection = chosen.selection
+    options = {**fit_options(settings), "max_iter": selection.budget}
+    errors = list(chosen.member_scores)
+    more = ensemble_scores(split, selection.rank, options, best.max_members, total=chosen.total, fitted=chosen.probes)
+    for k in itertools.count():
+        if k >= len(errors):
+            error = next(more, None)
+            if error is None:
+                break
+            errors.append(error)
+            log.info("fits of the split input: %d, split score %.7f", k + 1, error)
         fall = errors[k - 1] - errors[k] if k >= 1 else None
         if fall is not None and not (fall > 0 and fall > best.member_tol * (errors[0] - errors[1])):
-            count = k  # this fit did not lower the error enough: stop, without it
-            break
-    if count is None:
-        count = len(bases)
-    return MemberSelection(errors=errors, count=count, bases=bases[:count], tol=best.member_tol)
+            return MemberSelection(errors=errors[: k + 1], count=k, tol=best.member_tol)  # stop, without it
+    return MemberSelection(errors=errors, count=len(errors), tol=best.member_tol)
 
 
 def ensemble_mean(fits: list[NMFResult]) -> np.ndarray:
@@ -294,13 +289,6 @@ def ensemble_mean(fits: list[NMFResult]) -> np.ndarray:
     for result in fits:
         X += result.W @ result.H
     return X / len(fits)
-
-
-def post_processed(X: np.ndarray, A_noisy: np.ndarray, opaque: np.ndarray, *, keep_zeros: bool) -> np.ndarray:
-    """X clipped to [0, 1] with the transparent pixels at 0 (:func:`nmf_lab.core.denoiser.postprocess`), and with
-    ``keep_zeros`` the entries that are 0 in ``A_noisy`` at 0 too (as the denoiser's ``keep_zeros``)."""
-    X = postprocess(X, opaque)
-    return np.where(A_noisy > 0, X, 0.0) if keep_zeros else X
 
 
 # -- the study: denoise, score, compare, log ------------------------------------------------------------
@@ -317,7 +305,7 @@ def run(settings, run) -> None:
     options = {**fit_options(settings), "max_iter": budget}
 
     # Everything below is evaluation: the clean images A score the denoiser and choose the baselines' d.
-    test = built.split.test
+    test = built.test
     n_first = test.size
     first = slice(0, n_first)
 
@@ -335,9 +323,9 @@ def run(settings, run) -> None:
     ]  # more fits of all images, up to the compute budget: only to score the choice of the count
     by_members = members_curve(built.fits + extra, full, scores)
     oracle_members = int(np.argmax([value for value, _ in by_members])) + 1
-    single_by_rank = one_fit_by_rank(A_noisy, settings, built, lambda X: scores(full(X))[0])
-    oracle = max(single_by_rank, key=single_by_rank.get)
-    iterations, clean_by_iterations = one_fit_by_iterations(A_noisy, settings, built, lambda X: scores(full(X))[0])
+    clean_by_rank = probes_by_rank(A_noisy, settings, built, lambda X: scores(full(X))[0])
+    oracle = max(clean_by_rank, key=clean_by_rank.get)
+    iterations, clean_by_iterations = probes_by_iterations(A_noisy, settings, built, lambda X: scores(full(X))[0])
     oracle_iterations = int(iterations[int(np.argmax(clean_by_iterations))])
     at_budget = clean_by_iterations[list(iterations).index(budget)]
 
@@ -358,7 +346,7 @@ def run(settings, run) -> None:
             f"{budget} iterations",
             *scores(full(one_fit)),
         ),
-        (f"mean of {count} fits (count by held-out error)", psnr_first, psnr_all),
+        (f"mean of {count} fits (count by the split score)", psnr_first, psnr_all),
     ]
     raw_mean = ensemble_mean(built.fits)
     no_zero_rule = scores(postprocess(raw_mean, opaque))
@@ -379,14 +367,13 @@ def run(settings, run) -> None:
         "cv_rank": d,
         "cv_iterations": budget,
         "cv_members": count,
-        **{f"cv_rank_{rule}": selection.by_rank().chosen_by(rule) for rule in RULES},  # each rule, same curves
         "oracle_rank": oracle,
-        "psnr_one_fit_cv_rank": single_by_rank[d],
-        "psnr_one_fit_oracle_rank": single_by_rank[oracle],
-        "psnr_loss": single_by_rank[oracle] - single_by_rank[d],
+        "psnr_probes_cv_rank": clean_by_rank[d],
+        "psnr_probes_oracle_rank": clean_by_rank[oracle],
+        "psnr_loss": clean_by_rank[oracle] - clean_by_rank[d],
         "oracle_iterations": oracle_iterations,
-        "psnr_one_fit_cv_iterations": at_budget,
-        "psnr_one_fit_oracle_iterations": float(np.max(clean_by_iterations)),
+        "psnr_probes_cv_iterations": at_budget,
+        "psnr_probes_oracle_iterations": float(np.max(clean_by_iterations)),
         "psnr_loss_iterations": float(np.max(clean_by_iterations)) - at_budget,
         "oracle_members": oracle_members,
         "psnr_oracle_members": by_members[oracle_members - 1][0],
@@ -405,8 +392,7 @@ def run(settings, run) -> None:
         "zero_rule_wrong_mean": float(A[wrong].mean()) if wrong.any() else 0.0,
         "n_images": image_set.n,
         "n_test": n_first,
-        "n_validation": built.split.validation.size,
-        "n_train": built.split.train.size,
+        "n_train": built.rest.size,
         "seconds_per_iteration": float(np.median(np.concatenate([np.diff(r.times) for r in built.fits]))),
         **built.seconds,
     }
@@ -414,27 +400,26 @@ def run(settings, run) -> None:
     for k, (value_first, value_all) in enumerate(by_members, start=1):
         run.log_metrics({"psnr_first_500_by_members": value_first, "psnr_by_members": value_all}, step=k)
     for k, value in enumerate(built.members.errors, start=1):
-        run.log_metrics({"heldout_error_by_members": value}, step=k)
+        run.log_metrics({"split_score_by_members": value}, step=k)
     by_rank = selection.by_rank()
     for g, rank in enumerate(selection.ranks.tolist()):
         run.log_metrics(
             {
-                "heldout_error": by_rank.mean[g],
-                "heldout_standard_error": by_rank.standard_error[g],
-                "heldout_best_iterations": int(selection.iterations[selection.best_checkpoints()[g]]),
-                "psnr_one_fit_by_rank": single_by_rank[rank],
+                "split_score": by_rank.mean[g],
+                "best_iterations": int(selection.iterations[selection.best_checkpoints()[g]]),
+                "psnr_probes_by_rank": clean_by_rank[rank],
             },
             step=rank,
         )
         for k, value in zip(*selection.curve(rank)):
-            run.log_metrics({f"heldout_error_d{rank}": value}, step=int(k))
+            run.log_metrics({f"split_score_d{rank}": value}, step=int(k))
     for k, value in zip(iterations, clean_by_iterations):
-        run.log_metrics({"psnr_one_fit_by_iterations": value}, step=int(k))
+        run.log_metrics({"psnr_probes_by_iterations": value}, step=int(k))
     run.log_array(built.X[:, first], "arrays/denoised_first.npy")
-    run.log_array(selection.fold_errors, "arrays/fold_errors.npy")
+    run.log_array(selection.mean, "arrays/split_scores.npy")
     run.log_array(selection.ranks, "arrays/ranks.npy")
     run.log_array(selection.iterations, "arrays/iterations.npy")
-    run.log_array(np.asarray(built.members.errors), "arrays/heldout_error_by_members.npy")
+    run.log_array(np.asarray(built.members.errors), "arrays/split_score_by_members.npy")
     run.log_text(steps_table(steps, ablations, n_first, image_set.n), "tables/steps.md")
     run.log_text(choices_table(metrics, best), "tables/choices.md")
 
@@ -450,37 +435,42 @@ def run(settings, run) -> None:
         curves_title=f"the mean of the first k fits (d = {d}, {budget} iter.)",
     )
     run.log_figure(figure, "figures/psnr_by_step.png")
+    noise_of_target = sigma**2 * (1 + 1 / best.tau**2)  # the score is the clean MSE plus this (module docstring)
+
+    def estimated_rmse(scores):  # the split score without the target's noise: an estimate of the clean RMSE
+        return np.sqrt(np.maximum(np.asarray(scores) - noise_of_target, 0.0))
+
     figure = cross_validation_curves(
         selection.ranks.tolist(),
-        by_rank.fold_errors,
+        estimated_rmse(by_rank.fold_errors),
         by_rank.standard_error,
         d,
         (
-            [10 ** (-single_by_rank[rank] / 20) for rank in selection.ranks.tolist()],
-            f"clean RMSE of one fit ({budget} iterations), first {n_first} images",
+            [10 ** (-clean_by_rank[rank] / 20) for rank in selection.ranks.tolist()],
+            f"clean RMSE, mean of {best.probes} fits ({budget} it.), first {n_first}",
         ),
-        rule=selection.rule,
-        title=f"d from held-out rows ({selection.folds} folds) of {built.split.validation.size} noisy validation "
-        f"images, bases from {built.split.train.size} others ({settings.solver.name}, each d at its best budget): "
-        f"d = {d}",
+        score=("the split score (noisy data alone)", "estimated clean RMSE"),
+        title=f"d from the split score of {built.rest.size} noisy images (the mean of {best.probes} "
+        f"{settings.solver.name} fits, each d at its best budget): d = {d}",
     )
     run.log_figure(figure, "figures/rank_cv.png")
     figure = run_time_choices(
-        {rank: selection.curve(rank) for rank in selection.ranks.tolist()},
+        {rank: (k, estimated_rmse(v)) for rank, (k, v) in ((r, selection.curve(r)) for r in selection.ranks.tolist())},
         d,
         budget,
         (iterations, clean_by_iterations),
-        built.members.errors,
+        estimated_rmse(built.members.errors),
         [value for value, _ in by_members],
         count,
         title=f"Chosen from the noisy images: d = {d}, {budget} iterations, {count} fits "
         f"(clean-best: d = {oracle}, {oracle_iterations} iterations, {oracle_members} fits)",
         clean_label=f"clean PSNR, first {n_first} (evaluation only)",
+        score=("the split score", "estimated clean RMSE"),
     )
     run.log_figure(figure, "figures/choices.png")
 
     # The denoiser as a model: the bases of the fits of the training images (never the test images).
-    denoiser = Denoiser.for_images(image_set, built.members.bases, tol=best.model_tol, keep_zeros=best.keep_zeros)
+    denoiser = Denoiser.for_images(image_set, built.bases, tol=best.model_tol, keep_zeros=best.keep_zeros)
     test_set = image_set.subset(test)
     model_uri = log_denoiser(run, denoiser, input_example=model_input(test_set.subset(slice(0, 1)), A_noisy[:, :1]))
     noisy_test = model_input(test_set, A_noisy[:, test])
@@ -515,7 +505,7 @@ def run(settings, run) -> None:
                 model_uri,
                 best.registered_model,
                 gain_db=gain,
-                description=f"{describe(denoiser)} Fitted on {built.split.train.size} noisy images; on the "
+                description=f"{describe(denoiser)} Fitted on {built.rest.size} noisy images; on the "
                 f"{n_first} test images it never saw: {unseen[best.keep_zeros]:.2f} dB; on a fresh noise draw of them "
                 f"it gains {gain:+.2f} dB.",
             )
@@ -524,21 +514,26 @@ def run(settings, run) -> None:
     run.log_metrics({"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu})
 
 
-def one_fit_by_iterations(A_noisy: np.ndarray, settings, built: Denoising, score) -> tuple[np.ndarray, list[float]]:
-    """Evaluation of the choice of the budget: one fit of all images at the chosen d (the first member's seed)
-    up to the last checkpoint the validation reached at that d, ``score`` of ``W H`` every ``every``
-    iterations (``on_iterate``: the same fit, never restarted)."""
-    every = settings.denoise_best.every
+def probes_by_iterations(A_noisy: np.ndarray, settings, built: Denoising, score) -> tuple[np.ndarray, list[float]]:
+    """Evaluation of the choice of the budget: the mean of ``probes`` fits of all images at the chosen d (seeds
+    ``seed, seed + 1, ...``) up to the last checkpoint the choice reached at that d, ``score`` of it every
+    ``every`` iterations (``on_iterate``: the same fits, never restarted)."""
+    best = settings.denoise_best
     iterations = built.selection.curve(built.selection.rank)[0]
-    scored = []
+    totals: list[np.ndarray] = []
 
     def checkpoint(k: int, W: np.ndarray, H: np.ndarray) -> None:
-        if k % every == 0:
-            scored.append(score(W @ H))
+        if k % best.every == 0:
+            c = k // best.every - 1
+            if c == len(totals):
+                totals.append((W @ H).astype(np.float64))
+            else:
+                totals[c] += W @ H
 
     options = {**fit_options(settings), "max_iter": int(iterations[-1])}
-    fit_nmf(A_noisy, built.selection.rank, on_iterate=checkpoint, **options)
-    return iterations, scored
+    for k in range(best.probes):
+        fit_nmf(A_noisy, built.selection.rank, on_iterate=checkpoint, **{**options, "seed": settings.seed + k})
+    return iterations, [score(total / best.probes) for total in totals]
 
 
 def members_curve(fits: list[NMFResult], full, scores) -> list[tuple[float, float]]:
@@ -550,14 +545,18 @@ def members_curve(fits: list[NMFResult], full, scores) -> list[tuple[float, floa
     return curve
 
 
-def one_fit_by_rank(A_noisy: np.ndarray, settings, built: Denoising, score) -> dict[int, float]:
-    """Evaluation of the choice of d: ``score`` of one fit (the first member's seed, the chosen budget) at each
-    d of the grid."""
+def probes_by_rank(A_noisy: np.ndarray, settings, built: Denoising, score) -> dict[int, float]:
+    """Evaluation of the choice of d: ``score`` of the mean of ``probes`` fits of all images (seeds ``seed, seed +
+    1, ...``, the chosen budget) at each d of the grid (at the chosen d, the denoiser's own first fits)."""
+    probes = settings.denoise_best.probes
     options = {**fit_options(settings), "max_iter": built.selection.budget}
     scored = {}
     for rank in built.selection.ranks.tolist():
-        result = built.fits[0] if rank == built.selection.rank else fit_nmf(A_noisy, rank, **options)
-        scored[rank] = score(result.W @ result.H)
+        if rank == built.selection.rank and len(built.fits) >= probes:
+            fits = built.fits[:probes]
+        else:
+            fits = [fit_nmf(A_noisy, rank, **{**options, "seed": settings.seed + k}) for k in range(probes)]
+        scored[rank] = score(ensemble_mean(fits))
     return scored
 
 
@@ -654,24 +653,23 @@ def choices_table(metrics: dict, best) -> str:
     rows = [
         (
             "d",
-            f"{best.folds} folds of held-out rows of {best.validation} validation images, grid {best.ranks}, "
-            f"rule {best.rule}",
+            f"split score (tau {best.tau:g}) of the mean of {best.probes} fits, grid {best.ranks}",
             metrics["cv_rank"],
             metrics["oracle_rank"],
             metrics["psnr_loss"],
-            "one fit at each d",
+            f"the mean of {best.probes} fits at each d",
         ),
         (
             "iterations",
-            f"the same folds, held-out error every {best.every} iterations (patience {best.patience})",
+            f"the same curves, scored every {best.every} iterations (patience {best.patience})",
             metrics["cv_iterations"],
             metrics["oracle_iterations"],
             metrics["psnr_loss_iterations"],
-            "one fit at the chosen d",
+            f"the mean of {best.probes} fits at the chosen d",
         ),
         (
             "fits averaged",
-            f"validation images' held-out rows, kept while a fit lowers the error by > {best.member_tol:g} x the "
+            f"split score, kept while a fit lowers it by > {best.member_tol:g} x the "
             f"second's, at most {best.max_members}",
             metrics["cv_members"],
             metrics["oracle_members"],

@@ -2,15 +2,14 @@
 at a given d (``rank``), iteration budget (``solver.max_iter``) and number of fits (``denoise_trial.members``),
 scored only on what the method may see.
 
-The noisy images are split as in ``denoise_best`` (:class:`experiments.shared.Split`: test punks 0..first - 1,
-``validation`` images, the rest for training). The fits of the training images (seeds ``seed, seed + 1, ...``)
-are added one by one, and after each the held-out error of the mean of their predictions of held-out rows of
-the validation images is logged (``heldout_error``, step = fits so far; :class:`nmf_lab.core.rank_selection.
-RowHoldout`). Its last value is the search's objective, and its history what a pruner reads: with
-``hydra.sweeper.intermediate=heldout_error`` a pruned trial stops adding fits. Then, for the report only, the
-denoiser of those bases projects the noisy test punks, which no fit or choice saw, and is scored against the
-clean ones (``psnr_unseen``; the search never reads it: ``hydra.sweeper.report`` puts the best trial's on the
-parent run).
+The test punks 0..first - 1 are out of everything but the final score. The other noisy images are split into two
+copies with independent noise (:class:`experiments.shared.NoiseSplit`, as in ``denoise_best``); fits of the
+first copy (seeds ``seed, seed + 1, ...``) are added one by one, and after each the mean squared error of their
+post-processed mean against the second copy is logged (``split_score``, step = fits so far): its last value is
+the search's objective, its history what a pruner reads (``hydra.sweeper.intermediate=split_score``: a pruned
+trial stops adding fits). Then, for the report only, the denoiser whose bases are as many fits of the other
+noisy images projects the noisy test punks and is scored against the clean ones (``psnr_unseen``; the search
+never reads it: ``hydra.sweeper.report`` puts the best trial's on the parent run).
 """
 
 from __future__ import annotations
@@ -18,7 +17,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from experiments.shared import Split, fit_options, load_noisy, member_fits, validation_holdout
+import numpy as np
+
+from experiments.shared import NoiseSplit, ensemble_scores, fit_options, load_noisy
+from nmf_lab import fit_nmf
 from nmf_lab.core.denoiser import Denoiser
 from nmf_lab.core.errors import InvalidOption
 from nmf_lab.core.metrics import psnr
@@ -26,31 +28,29 @@ from nmf_lab.harness.search import trial_callback
 
 log = logging.getLogger("experiments.denoise_trial")
 
-HEADLINE = ("heldout_error", "psnr_unseen", "members")
+HEADLINE = ("split_score", "psnr_unseen", "members")
 """What the CLI prints first: the objective, the clean score of the test punks (not searched), the fits made."""
 
 
 @dataclass
 class DenoiseTrialSettings:
-    """``denoise_trial``: ``members`` fits averaged; the split and the validation of ``denoise_best`` (``folds``
-    sets of ``holdout`` of the rows of ``validation`` images drawn with ``cv_seed``; the test punks
-    0..``first`` - 1); ``model_tol``: the projection's tolerance; ``keep_zeros``: the zero rule when scoring."""
+    """``denoise_trial``: ``members`` fits averaged; the noise splitting of ``denoise_best`` (``tau``, its seed
+    ``cv_seed``); the test punks 0..``first`` - 1; ``model_tol``: the projection's tolerance; ``keep_zeros``: the
+    zero rule."""
 
     members: int = 8
-    folds: int = 2
-    holdout: float = 0.1
+    tau: float = 0.5
     cv_seed: int = 0
-    validation: int = 500
     first: int = 500
     model_tol: float = 0.01
     keep_zeros: bool = True
 
     def check(self) -> None:
-        for key, minimum in (("members", 1), ("folds", 1), ("cv_seed", 0), ("validation", 1), ("first", 1)):
+        for key, minimum in (("members", 1), ("cv_seed", 0), ("first", 1)):
             if getattr(self, key) < minimum:
                 raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
-        if not (0 < self.holdout < 1 and self.folds * self.holdout <= 1):
-            raise InvalidOption("holdout", self.holdout, "a fraction in (0, 1) with folds * holdout <= 1")
+        if not self.tau > 0:
+            raise InvalidOption("tau", self.tau, "a number > 0")
         if not self.model_tol > 0:
             raise InvalidOption("model_tol", self.model_tol, "a number > 0")
 
@@ -63,26 +63,29 @@ def check(settings) -> None:
         raise InvalidOption("noise.sigma", settings.noise.sigma, "a noise level > 0 (there is nothing to denoise)")
     if settings.solver is None:
         raise InvalidOption("solver", None, "a solver config (solver=hals)")
+    n = getattr(settings.data, "n_images", None)
+    if n is not None and n < settings.denoise_trial.first + 2:
+        raise InvalidOption("denoise_trial.first", settings.denoise_trial.first, f"at most data.n_images - 2 = {n - 2}")
 
 
 def run(settings, run) -> None:
     trial = settings.denoise_trial
     image_set, A, A_noisy = load_noisy(settings, run)
     opaque = image_set.opaque_entries()
-    split = Split.of(image_set.n, trial.first, trial.validation, trial.cv_seed)
-    holdout = validation_holdout(A_noisy, opaque, split, trial)
-    train = A_noisy[:, split.train]
-    pruning = trial_callback(trial.members, metric="heldout_error")
-    bases = []
-    for k, (W, error) in enumerate(member_fits(train, holdout, settings.rank, fit_options(settings), trial.members)):
-        bases.append(W)
-        run.log_metric("heldout_error", error, step=k + 1)
-        log.info("fits: %d, validation held-out error %.6f", k + 1, error)
-        if pruning is not None and pruning(k + 1, error):
+    test, rest = np.arange(trial.first), np.arange(trial.first, image_set.n)
+    split = NoiseSplit.of(A_noisy[:, rest], opaque[:, rest], sigma=settings.noise.sigma, tau=trial.tau,
+                          seed=trial.cv_seed, keep_zeros=trial.keep_zeros)  # fmt: skip
+    options = fit_options(settings)
+    pruning = trial_callback(trial.members, metric="split_score")
+    members = 0
+    for members, score in enumerate(ensemble_scores(split, settings.rank, options, trial.members), start=1):
+        run.log_metrics({"split_score": score}, step=members)
+        log.info("fits: %d, split score %.7f", members, score)
+        if pruning is not None and pruning(members, score):
             break
     # Scoring only: the clean test punks, never seen by a fit, a choice or the search.
+    others = np.ascontiguousarray(A_noisy[:, rest])
+    bases = [fit_nmf(others, settings.rank, **{**options, "seed": settings.seed + k}).W for k in range(members)]
     denoiser = Denoiser.for_images(image_set, bases, tol=trial.model_tol, keep_zeros=trial.keep_zeros)
-    test = split.test
     X = denoiser.denoise_matrix(A_noisy[:, test], opaque[:, test])
-    run.log_metrics({"members": len(bases), "psnr_unseen": psnr(A[:, test], X, opaque[:, test]),
-                     "n_train": split.train.size, "n_validation": split.validation.size})  # fmt: skip
+    run.log_metrics({"members": members, "psnr_unseen": psnr(A[:, test], X, opaque[:, test]), "n_train": rest.size})

@@ -11,8 +11,7 @@ import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
 from nmf_lab.core.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
-from nmf_lab.core.noise import add_noise
-from nmf_lab.core.rank_selection import RowHoldout
+from nmf_lab.core.noise import add_noise, split_noise
 from nmf_lab.data.images import ImageSet
 from nmf_lab.harness.progress import fit_progress
 from nmf_lab.presentation.figures import basis_grid, side_by_side_grids
@@ -202,53 +201,48 @@ def images_outside(settings, image_set, count: int):
     return larger.subset(outside) if outside.size else None
 
 
-# -- denoisers fitted on some images and chosen on others (experiment=denoise_best, experiment=denoise_search)
+# -- denoisers chosen from the noisy images alone (experiment=denoise_best, experiment=denoise_search)
+
+
+def post_processed(X: np.ndarray, A_noisy: np.ndarray, opaque: np.ndarray, *, keep_zeros: bool) -> np.ndarray:
+    """X clipped to [0, 1] with the transparent pixels at 0 (:func:`nmf_lab.core.denoiser.postprocess`), and with
+    ``keep_zeros`` the entries that are 0 in ``A_noisy`` at 0 too (as the denoiser's ``keep_zeros``)."""
+    X = postprocess(X, opaque)
+    return np.where(A_noisy > 0, X, 0.0) if keep_zeros else X
 
 
 @dataclass(frozen=True)
-class Split:
-    """Which images (column indices) are test, validation and training images: the test images are out of every
-    fit and choice (scored only), the validation images choose, the training images are fitted."""
+class NoiseSplit:
+    """Noisy images split into two copies with independent noise (:func:`nmf_lab.core.noise.split_noise`): a
+    denoiser fits ``A_in`` (m x n, float32, noise ``sigma sqrt(1 + tau^2)``) and its post-processed
+    reconstruction is scored against ``target`` on the ``scored`` entries (opaque, non-zero in the noisy
+    images): :meth:`score` estimates its clean error plus a constant, from the noisy images alone."""
 
-    test: np.ndarray
-    validation: np.ndarray
-    train: np.ndarray
+    A_in: np.ndarray
+    target: np.ndarray
+    scored: np.ndarray
+    opaque: np.ndarray
+    keep_zeros: bool
 
     @classmethod
-    def of(cls, n: int, first: int, validation: int, seed: int) -> Split:
-        """Test: 0..first - 1; validation: ``validation`` of the others, ``default_rng(seed).choice``, sorted;
-        training: the rest."""
-        if n < first + validation + 2:
-            raise ValueError(f"{n} images are too few for {first} test and {validation} validation images")
-        others = np.arange(first, n)
-        chosen = np.sort(np.random.default_rng(seed).choice(others, validation, replace=False))
-        return cls(test=np.arange(first), validation=chosen, train=np.setdiff1d(others, chosen))
+    def of(cls, A_noisy: np.ndarray, opaque: np.ndarray, *, sigma: float, tau: float, seed: int, keep_zeros: bool):
+        A_in, target = split_noise(A_noisy, sigma, tau, seed)
+        return cls(A_in.astype(np.float32), target, opaque & (A_noisy > 0), opaque, keep_zeros)
+
+    def score(self, X: np.ndarray) -> float:
+        """The mean squared error of the post-processed ``X`` (a reconstruction of ``A_in``) against ``target``."""
+        residual = post_processed(X, self.A_in, self.opaque, keep_zeros=self.keep_zeros) - self.target
+        return float(np.mean(residual[self.scored] ** 2))
 
 
-def validation_holdout(A_noisy: np.ndarray, opaque: np.ndarray, split: Split, node) -> RowHoldout:
-    """The validation images of ``split`` with ``node.folds`` disjoint sets of ``node.holdout`` of the rows held
-    out (seed ``node.cv_seed``), scored on their opaque entries through the model's projection (tolerance
-    ``node.model_tol``)."""
-    return RowHoldout.of(
-        A_noisy[:, split.validation],
-        folds=node.folds,
-        holdout=node.holdout,
-        candidates=opaque[:, split.validation],
-        seed=node.cv_seed,
-        tol=node.model_tol,
-    )
-
-
-def member_fits(
-    train: np.ndarray, holdout: RowHoldout, rank: int, options: dict, most: int, *, first: np.ndarray | None = None
-) -> Iterator[tuple[np.ndarray, float]]:
-    """Fits of the training images ``train`` at ``rank`` (``fit_nmf`` ``options``, seeds ``options["seed"] + k``),
-    up to ``most``, one by one: each fit's W and the held-out error (:class:`RowHoldout`) of the mean of the
-    predictions of the fits so far. ``first``: the first fit's W if it is already known."""
-    sums = None
-    for k in range(most):
-        seed = options["seed"] + k
-        W = first if k == 0 and first is not None else fit_nmf(train, rank, **{**options, "seed": seed}).W
-        predictions = holdout.predictions(W)
-        sums = predictions if sums is None else [total + P for total, P in zip(sums, predictions)]
-        yield W, float(np.mean(holdout.fold_errors([total / (k + 1) for total in sums])))
+def ensemble_scores(
+    split: NoiseSplit, rank: int, options: dict, most: int, *, total: np.ndarray | None = None, fitted: int = 0
+) -> Iterator[float]:
+    """Fits of ``split.A_in`` at ``rank`` (``fit_nmf`` ``options``, seeds ``options["seed"] + k``) added one by one
+    to a mean, k = ``fitted`` .. ``most`` - 1 (``total``: the sum of the ``W H`` of the first ``fitted`` if any);
+    after each, the :meth:`NoiseSplit.score` of the mean so far."""
+    for k in range(fitted, most):
+        result = fit_nmf(split.A_in, rank, **{**options, "seed": options["seed"] + k})
+        X = result.W @ result.H
+        total = X.astype(np.float64) if total is None else total + X
+        yield split.score(total / (k + 1))

@@ -324,29 +324,34 @@ def cross_validation_curves(
     *,
     title: str,
     rule: str = "",
+    score: tuple[str, str] = ("held-out entries (from the noisy data alone)", "held-out RMSE"),
 ) -> Figure:
     """Choosing d by cross-validation: the held-out error against d, each fold a thin line, the mean with
     +- one standard error and the chosen d marked; beside it, optionally, a measure of the clean error of the
     fits on all entries against d (``clean = (values, label)``, e.g. ``||A - X||_F``), its minimum circled and
-    the chosen d marked there too. ``fold_errors`` is K x g over the g ``ranks``."""
+    the chosen d marked there too. ``fold_errors`` is K x g over the g ``ranks`` (K = 1: one curve, no
+    standard error); ``score``: the left panel's (title, y label)."""
     ranks = list(ranks)
     fold_errors = np.asarray(fold_errors, dtype=np.float64)
     mean = fold_errors.mean(axis=0)
     figure = Figure(figsize=(12.4 if clean else 6.8, 4.6), layout="constrained")
     axes = figure.subplots(1, 2 if clean else 1, squeeze=False)[0]
     ax = axes[0]
-    for k, errors in enumerate(fold_errors):
+    folds = len(fold_errors) > 1
+    for k, errors in enumerate(fold_errors if folds else []):
         ax.plot(ranks, errors, color="0.65", linewidth=0.9, marker=".", label="each fold" if k == 0 else None)
-    ax.errorbar(ranks, mean, yerr=standard_error, marker="o", capsize=4, color="C0", label="mean +- 1 standard error")
+    ax.errorbar(ranks, mean, yerr=standard_error if folds else None, marker="o", capsize=4, color="C0",
+                label="mean +- 1 standard error" if folds else score[1])  # fmt: skip
     best = int(np.argmin(mean))
-    ax.axhline(
-        mean[best] + standard_error[best], color="C0", linestyle="--", linewidth=0.9, label="lowest mean + 1 s.e."
-    )
+    if folds:
+        ax.axhline(
+            mean[best] + standard_error[best], color="C0", linestyle="--", linewidth=0.9, label="lowest mean + 1 s.e."
+        )
     at = ranks.index(chosen)
     ax.plot(chosen, mean[at], "o", markersize=15, markerfacecolor="none", color="C3")
     ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen d = {chosen}" + (f" ({rule})" if rule else ""))
-    ax.set(title="held-out entries (from the noisy data alone)", xlabel="number of components d")
-    ax.set_ylabel("held-out RMSE")
+    ax.set(title=score[0], xlabel="number of components d")
+    ax.set_ylabel(score[1])
     panels = [ax]
     if clean:
         values, label = clean
@@ -363,7 +368,7 @@ def cross_validation_curves(
             color="C2",
             fontsize="small",
         )
-        ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen by cross-validation: d = {chosen}")
+        ax.axvline(chosen, color="C3", linestyle=":", label=f"chosen from the noisy data: d = {chosen}")
         ax.set(title="against the clean images (for evaluation only)", xlabel="number of components d", ylabel=label)
         panels.append(ax)
     for ax in panels:
@@ -478,8 +483,10 @@ def run_time_choices(
     *,
     title: str,
     clean_label: str,
+    score: tuple[str, str] = ("held-out entries", "held-out RMSE"),
 ) -> Figure:
-    """A denoiser's choices from held-out error, beside what the clean images say (evaluation only).
+    """A denoiser's choices from held-out error, beside what the clean images say (evaluation only); ``score``:
+    what the curves are (a name for the left panel's title, the y label).
 
     Left: the mean held-out RMSE against the iterations, one curve per d (``curves``: d -> (iterations,
     errors)), each curve's minimum dotted and the chosen (d, budget) circled. Middle: at d = ``rank``, the
@@ -496,7 +503,7 @@ def run_time_choices(
     iterations, errors = curves[rank]
     at = list(iterations).index(budget)
     left.plot(budget, errors[at], "o", markersize=15, markerfacecolor="none", color="C3")
-    left.set(title="held-out entries: error against iterations", xlabel="iterations", ylabel="held-out RMSE")
+    left.set(title=f"{score[0]}: against iterations", xlabel="iterations", ylabel=score[1])
     left.annotate(
         f"chosen: d = {rank}, {budget} iterations",
         (budget, errors[at]),
@@ -507,8 +514,8 @@ def run_time_choices(
         fontsize="small",
     )
 
-    middle.plot(iterations, errors, marker=".", color="C0", label=f"held-out RMSE, d = {rank}")
-    middle.set(title=f"the budget at d = {rank}", xlabel="iterations", ylabel="held-out RMSE")
+    middle.plot(iterations, errors, marker=".", color="C0", label=f"{score[1]}, d = {rank}")
+    middle.set(title=f"the budget at d = {rank}", xlabel="iterations", ylabel=score[1])
     clean_axis = middle.twinx()
     clean_x, clean_y = clean_iterations
     clean_axis.plot(clean_x, clean_y, marker="s", markersize=3, color="C2", label=clean_label)
@@ -521,8 +528,8 @@ def run_time_choices(
     middle.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize="small", loc="upper center")
 
     counts = np.arange(1, len(members_heldout) + 1)
-    right.plot(counts, members_heldout, marker="o", color="C0", label="held-out RMSE, mean of the first k")
-    right.set(title="the number of members", xlabel="members k", ylabel="held-out RMSE")
+    right.plot(counts, members_heldout, marker="o", color="C0", label=f"{score[1]}, mean of the first k")
+    right.set(title="the number of members", xlabel="members k", ylabel=score[1])
     clean_axis = right.twinx()
     clean_counts = np.arange(1, len(members_clean) + 1)
     clean_axis.plot(clean_counts, members_clean, marker="s", markersize=3, color="C2", label=clean_label)
