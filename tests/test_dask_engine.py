@@ -61,6 +61,7 @@ def test_a_store_reads_back_as_the_image_set_it_was_written_from(store, punks):
     assert blocked.matrix().chunks[1] == (500, 500, 200)
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the inner loop does not
 def test_augmented_images_are_shifted_mirrored_recoloured_punks_made_block_by_block(punks):
     first, second = augmented_blocks(punks.images, punks.alpha, 12000, seed=4, chunk=10000)
     np.testing.assert_array_equal(first.colours, punks.matrix().astype(np.float32))  # the sources come first

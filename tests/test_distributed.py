@@ -20,6 +20,7 @@ def punks_matrix(punks_sheet) -> np.ndarray:
     return Punks(n_images=10000, path=str(punks_sheet)).load().matrix()
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the inner loop does not
 @pytest.mark.parametrize("solver", ["mu", "hals", "ahals", "ahals_extrapolated"])
 def test_the_blocked_fit_of_the_10000_punks_has_the_in_memory_error_curve(punks_matrix, solver):
     """float64, fixed seed: the error of every iterate equals the in-memory fit's to relative 1e-9, and so do
@@ -117,6 +118,7 @@ def test_ahals_with_its_inner_rule_takes_two_passes_and_keeps_the_in_memory_iter
     np.testing.assert_allclose(blocked.errors, expected.errors, rtol=1e-9, atol=0)
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the inner loop does not
 def test_the_denoiser_model_predicts_a_large_batch_blocked(punks_matrix, client, tracking_uri, experiment_name,
                                                            monkeypatch):  # fmt: skip
     """A logged denoiser's predict, chunk by chunk on Dask, equals the model's in-memory predict."""

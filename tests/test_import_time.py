@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "nmf_lab"
 ENTRY_POINT = PACKAGE / "__main__.py"  # ``python -m nmf_lab`` runs the app: that is what importing it is for
 
@@ -136,6 +138,7 @@ def changes(before: dict, after: dict) -> dict:
     return found
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the inner loop does not
 def test_importing_every_module_of_nmf_lab_changes_nothing(tmp_path):
     seen = import_everything(tmp_path)
     found = changes(seen["before"], seen["after"])
