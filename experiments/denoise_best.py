@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -145,8 +146,8 @@ class DenoiseBestSettings:
             values = getattr(self, key)
             if not values or len(set(values)) != len(values) or min(values) < 1:
                 raise InvalidOption(key, values, "a non-empty list of distinct integers >= 1")
-        if not self.tau > 0:
-            raise InvalidOption("tau", self.tau, "a number > 0 (the splitting's noise is tau times sigma)")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise InvalidOption("tau", self.tau, "a finite number > 0 (the splitting's noise is tau times sigma)")
         for key, minimum in (
             ("cv_seed", 0),
             ("every", 1),
@@ -178,6 +179,9 @@ def check(settings) -> None:
     if settings.solver is None:
         raise InvalidOption("solver", None, "a solver config (solver=hals)")
     best = settings.denoise_best
+    if settings.solver.tol or settings.solver.time_limit is not None:
+        raise InvalidOption("solver.tol", settings.solver.tol, "0 and no solver.time_limit: the budget is chosen "
+                            "from the curves, every fit runs to its checkpoints")  # fmt: skip
     if settings.solver.max_iter < best.every:
         raise InvalidOption(
             "solver.max_iter",
@@ -243,6 +247,12 @@ def denoise(A_noisy: np.ndarray, opaque: np.ndarray, settings) -> Denoising:
         **{key: value for key, value in options.items() if key != "max_iter"},
     )
     selection = chosen.selection
+    if selection.rank == selection.ranks[-1] or selection.budget == selection.iterations[-1]:
+        log.warning(
+            "the choice is at the edge of what was tried (d = %d of %s, %d of at most %d iterations): the score "
+            "was still falling there; widen denoise_best.ranks or raise solver.max_iter",
+            selection.rank, selection.ranks.tolist(), selection.budget, selection.iterations[-1],
+        )  # fmt: skip
     cv_done = time.perf_counter()
     members = choose_members(split, chosen, settings)
     members_done = time.perf_counter()

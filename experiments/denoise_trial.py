@@ -15,6 +15,7 @@ never reads it: ``hydra.sweeper.report`` puts the best trial's on the parent run
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +50,8 @@ class DenoiseTrialSettings:
         for key, minimum in (("members", 1), ("cv_seed", 0), ("first", 1)):
             if getattr(self, key) < minimum:
                 raise InvalidOption(key, getattr(self, key), f"an integer >= {minimum}")
-        if not self.tau > 0:
-            raise InvalidOption("tau", self.tau, "a number > 0")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise InvalidOption("tau", self.tau, "a finite number > 0")
         if not self.model_tol > 0:
             raise InvalidOption("model_tol", self.model_tol, "a number > 0")
 

@@ -66,7 +66,7 @@ SMALL_DENOISER = (  # experiment=denoise_best on 240 punks: about 3 s
     "solver.max_iter=40",
     "noise.sigma=0.3",  # at this noise the small denoiser helps (+2 dB), so its model is registered
     "denoise_best.max_members=2",
-    "denoise_best.validation=40",
+    "denoise_best.probes=2",
     "denoise_best.patience=10",
     "denoise_best.ranks=[8,16]",
     "denoise_best.first=100",

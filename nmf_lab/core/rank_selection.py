@@ -365,6 +365,11 @@ def select_ensemble(
     if max_iter < every:
         raise ValueError(f"max_iter must be at least every = {every}, got {max_iter!r}")
     fit_options = {key: value for key, value in fit_options.items() if key != "max_iter"}
+    if fit_options.get("tol") or fit_options.get("time_limit") is not None:
+        raise ValueError(
+            f"select_ensemble runs every fit to the same checkpoints: no tol or time_limit (got tol="
+            f"{fit_options.get('tol')!r}, time_limit={fit_options.get('time_limit')!r}); the budget is what it chooses"
+        )
     checkpoints = np.arange(every, max_iter + 1, every, dtype=np.int64)
     curves = np.full((1, grid.size, checkpoints.size), np.nan)
     chosen = None  # (score, d, checkpoint index, member scores, total) of the lowest point so far

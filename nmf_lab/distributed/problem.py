@@ -514,7 +514,7 @@ def fit_dask_array(A, rank: int, *, mask=None, missing: str = "exact", loss="fro
     """:func:`nmf_lab.fit_nmf` of a Dask array (the entry point ``dask`` of
     :data:`nmf_lab.core.nmf.ARRAY_BACKENDS`): :func:`fit_blocked`, which fits the Frobenius loss without a
     penalty, a mask by imputation; anything else is refused, naming what a blocked fit takes."""
-    if loss not in ("frobenius", 2, 2.0):
+    if not (str(loss).lower() == "frobenius" or (not isinstance(loss, str) and loss == 2)):
         raise ValueError(f"a blocked fit (A is a Dask array) minimises the Frobenius loss only, not loss={loss!r}")
     if alpha_W or (alpha_H not in ("same", 0, 0.0)):
         raise ValueError(f"a blocked fit (A is a Dask array) takes no penalty, got alpha_W={alpha_W!r}, "
