@@ -118,6 +118,31 @@ def test_fits_are_kept_while_the_split_score_of_their_mean_falls_by_more_than_th
     assert choose_members(split, chosen, members_settings(member_tol=2.0)).count == 1
 
 
+def test_no_choice_and_no_basis_of_the_model_depends_on_the_test_punks(punks_sheet):
+    """The test punks 0..first - 1 are out of every choice and of the model's fit: replacing their noisy values
+    by anything changes neither d, the budget, the count of fits nor the model's bases."""
+    from types import SimpleNamespace
+
+    from nmf_lab.harness.config import SolverConfig
+
+    punks = Punks(n_images=160, path=str(punks_sheet)).load()
+    A_noisy, opaque = add_noise(punks.matrix(), 0.1, seed=2), punks.opaque_entries()
+    best = SimpleNamespace(ranks=[6, 12], tau=0.5, cv_seed=0, every=5, patience=10, probes=2, max_members=3,
+                           member_tol=0.01, keep_zeros=True, first=40)  # fmt: skip
+    solver = SolverConfig(name="hals", max_iter=30, dtype="float64")
+    settings = SimpleNamespace(denoise_best=best, noise=SimpleNamespace(sigma=0.1), solver=solver, seed=0,
+                               init="random")  # fmt: skip
+    built = denoise(A_noisy, opaque, settings)
+    other = A_noisy.copy()
+    other[:, :40] = np.random.default_rng(9).uniform(0, 1, (A_noisy.shape[0], 40)) * (A_noisy[:, :40] > 0)
+    again = denoise(other, opaque, settings)
+    assert (again.selection.rank, again.selection.budget) == (built.selection.rank, built.selection.budget)
+    assert again.members.errors == built.members.errors and again.members.count == built.members.count
+    for W, W_again in zip(built.bases, again.bases, strict=True):
+        np.testing.assert_array_equal(W, W_again)
+    assert not np.array_equal(again.X[:, :40], built.X[:, :40])  # the transductive fits do see them
+
+
 def test_the_denoisers_zero_rule_keeps_noisy_zeros_at_zero_and_survives_a_round_trip():
     rng = np.random.default_rng(0)
     W = rng.uniform(0, 1, (12, 3))
