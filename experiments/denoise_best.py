@@ -74,6 +74,7 @@ import numpy as np
 
 from experiments.shared import (
     NoiseSplit,
+    check_denoiser_inputs,
     display_images,
     draw_reconstructions,
     ensemble_scores,
@@ -173,11 +174,9 @@ SETTINGS = {"denoise_best": DenoiseBestSettings}
 
 
 def check(settings) -> None:
-    """The denoiser needs noise to remove, an NMF solver config, and images enough for its three splits."""
-    if settings.noise.sigma <= 0:
-        raise InvalidOption("noise.sigma", settings.noise.sigma, "a noise level > 0 (there is nothing to denoise)")
-    if settings.solver is None:
-        raise InvalidOption("solver", None, "a solver config (solver=hals)")
+    """The denoiser's inputs (:func:`experiments.shared.check_denoiser_inputs`), and fits that run to every
+    checkpoint of the curves."""
+    check_denoiser_inputs(settings, "denoise_best")
     best = settings.denoise_best
     if settings.solver.tol or settings.solver.time_limit is not None:
         raise InvalidOption("solver.tol", settings.solver.tol, "0 and no solver.time_limit: the budget is chosen "
@@ -188,9 +187,6 @@ def check(settings) -> None:
             settings.solver.max_iter,
             f"the largest budget, at least denoise_best.every = {best.every}",
         )
-    n = getattr(settings.data, "n_images", None)
-    if n is not None and n < best.first + 2:
-        raise InvalidOption("denoise_best.first", best.first, f"at most data.n_images - 2 = {n - 2} (test images)")
 
 
 # -- the denoiser: from the noisy images alone ----------------------------------------------------------

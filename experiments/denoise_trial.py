@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from experiments.shared import NoiseSplit, ensemble_scores, fit_options, load_noisy
+from experiments.shared import NoiseSplit, check_denoiser_inputs, ensemble_scores, fit_options, load_noisy
 from nmf_lab import fit_nmf
 from nmf_lab.core.denoiser import Denoiser
 from nmf_lab.core.errors import InvalidOption
@@ -60,13 +60,7 @@ SETTINGS = {"denoise_trial": DenoiseTrialSettings}
 
 
 def check(settings) -> None:
-    if settings.noise.sigma <= 0:
-        raise InvalidOption("noise.sigma", settings.noise.sigma, "a noise level > 0 (there is nothing to denoise)")
-    if settings.solver is None:
-        raise InvalidOption("solver", None, "a solver config (solver=hals)")
-    n = getattr(settings.data, "n_images", None)
-    if n is not None and n < settings.denoise_trial.first + 2:
-        raise InvalidOption("denoise_trial.first", settings.denoise_trial.first, f"at most data.n_images - 2 = {n - 2}")
+    check_denoiser_inputs(settings, "denoise_trial")
 
 
 def run(settings, run) -> None:

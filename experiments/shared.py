@@ -11,6 +11,7 @@ import numpy as np
 
 from nmf_lab import NMFResult, fit_nmf
 from nmf_lab.core.denoiser import postprocess as postprocess  # the studies' post-processing is the denoiser's
+from nmf_lab.core.errors import InvalidOption
 from nmf_lab.core.noise import add_noise, split_noise
 from nmf_lab.data.images import ImageSet
 from nmf_lab.harness.progress import fit_progress
@@ -202,6 +203,19 @@ def images_outside(settings, image_set, count: int):
 
 
 # -- denoisers chosen from the noisy images alone (experiment=denoise_best, experiment=denoise_search)
+
+
+def check_denoiser_inputs(settings, node: str) -> None:
+    """What a denoiser chosen from the noisy images needs (``settings`` a job's config, ``node`` its study's
+    settings node, with ``first``): noise to remove, a solver config, and images beyond the ``first`` test ones."""
+    if settings.noise.sigma <= 0:
+        raise InvalidOption("noise.sigma", settings.noise.sigma, "a noise level > 0 (there is nothing to denoise)")
+    if settings.solver is None:
+        raise InvalidOption("solver", None, "a solver config (solver=hals)")
+    first = getattr(settings, node).first
+    n = getattr(settings.data, "n_images", None)
+    if n is not None and n < first + 2:
+        raise InvalidOption(f"{node}.first", first, f"at most data.n_images - 2 = {n - 2} (test images)")
 
 
 def post_processed(X: np.ndarray, A_noisy: np.ndarray, opaque: np.ndarray, *, keep_zeros: bool) -> np.ndarray:

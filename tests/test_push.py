@@ -154,21 +154,18 @@ def push(*args: str) -> str:
     return out.getvalue()
 
 
+def push_originals(team, originals) -> str:
+    """``nmf-lab-push`` of the sweep and the denoising run from the originals' store to the team server."""
+    return push("--from", originals.store, "--to", team.uri, "--experiment", originals.sweep,
+                "--experiment", originals.denoise)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def pushed(team, originals):
     """The first push, as alice: what it printed and how long it took."""
     started = time.perf_counter()
     with as_user("alice", team.users["alice"]):
-        printed = push(
-            "--from",
-            originals.store,
-            "--to",
-            team.uri,
-            "--experiment",
-            originals.sweep,
-            "--experiment",
-            originals.denoise,
-        )
+        printed = push_originals(team, originals)
     return printed, time.perf_counter() - started
 
 
@@ -283,16 +280,7 @@ def test_a_push_copies_the_sweep_and_the_model_whole(team, originals, pushed):
 
 def test_a_second_push_copies_nothing(team, originals, pushed):
     with as_user("alice", team.users["alice"]):
-        printed = push(
-            "--from",
-            originals.store,
-            "--to",
-            team.uri,
-            "--experiment",
-            originals.sweep,
-            "--experiment",
-            originals.denoise,
-        )
+        printed = push_originals(team, originals)
     assert "27 skipped" in printed and " copied" not in printed and " replaced" not in printed
     with as_user(*team.admin):
         server = MlflowClient(team.uri, registry_uri=team.uri)

@@ -5,7 +5,6 @@ two processes; missing, wrong and read-only credentials fail before any run exis
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import os
 import re
@@ -17,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 
 from nmf_lab.tracking.lifecycle import FINISHED
 from nmf_lab.tracking.store import TrackingUnavailable
 
 from helpers import artifact_paths, load_text, runs_of
-from services import mlflow_server, postgres, service_dir, unavailable
+from services import basic_auth_server
 
 pytestmark = pytest.mark.slow
 QUICK = ["experiment=movies", "solver.max_iter=30"]
@@ -57,40 +55,14 @@ def credentials(user: str, password: str) -> dict[str, str]:
     return dict(zip(CREDENTIALS, (user, password)))
 
 
-AUTH_INI = """\
-[mlflow]
-default_permission = READ
-database_uri = {database_uri}
-admin_username = {admin}
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-auth_cache_ttl_seconds = 60
-"""
-
-
 @pytest.fixture(scope="module")
 def team_server():
-    """PostgreSQL with the databases ``mlflow`` (runs) and ``mlflow_auth`` (users, permissions); an `mlflow server
-    --app-name basic-auth` over them, configured as the README says; a team member ``alice`` and a user
-    ``reader`` created through the auth REST API by the admin. Everyone may READ what they did not create."""
-    missing = [name for name in ("psycopg2", "flask_wtf") if importlib.util.find_spec(name) is None]
-    if missing:
-        unavailable(f"{', '.join(missing)} missing: pip install 'mlflow[auth]' psycopg2-binary (the test extra)")
-    with postgres(["mlflow", "mlflow_auth"]) as database, service_dir() as root:
-        ini = root / "basic_auth.ini"
-        ini.write_text(AUTH_INI.format(database_uri=database.uri("mlflow_auth"), admin=ADMIN[0]))
-        env = {
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-random-secret-for-the-tests",
-            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
-            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        }
-        with mlflow_server(root, database.uri("mlflow"), extra_args=["--app-name", "basic-auth"], env=env) as uri:
-            users = {"alice": "alice-pw-for-tests", "reader": "reader-pw-for-tests"}
-            for user, password in users.items():
-                response = requests.post(
-                    f"{uri}/api/2.0/mlflow/users/create", json={"username": user, "password": password}, auth=ADMIN
-                )
-                assert response.status_code == 200, response.text
-            yield TeamServer(uri=uri, root=root, users=users)
+    """The README's team setup (:func:`services.basic_auth_server`: PostgreSQL, `mlflow server --app-name
+    basic-auth`, everyone may READ what they did not create) with a team member ``alice`` and a user ``reader``
+    created by the admin."""
+    users = {"alice": "alice-pw-for-tests", "reader": "reader-pw-for-tests"}
+    with basic_auth_server(users, admin=ADMIN) as server:
+        yield TeamServer(uri=server.uri, root=server.root, users=dict(server.users))
 
 
 def nmf_lab(cwd: Path, *args: str, env: dict[str, str], output=subprocess.PIPE) -> subprocess.Popen:
